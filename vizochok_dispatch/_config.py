@@ -1,0 +1,216 @@
+"""Per-tenant webhook configuration and its rules (CONTRACT §1).
+
+Both stores call :func:`merge_config`, so the SQL store and the in-memory one refuse exactly
+the same inputs with exactly the same field errors.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final
+from urllib.parse import urlsplit
+
+from ._exceptions import FieldError, InvalidConfig
+
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a public prefix, not a secret
+MIN_OWN_SECRET_CHARS: Final = 24
+MAX_SECRET_CHARS: Final = 256
+MAX_URL_CHARS: Final = 2048
+MAX_TENANT_ID_CHARS: Final = 128
+DEFAULT_TIMEOUT_SECONDS: Final = 5.0
+MIN_TIMEOUT_SECONDS: Final = 0.1
+MAX_TIMEOUT_SECONDS: Final = 30.0
+
+
+class Unset(enum.Enum):
+    """Marks a keyword that was not passed: "keep what is stored"."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One tenant's validated webhook configuration, as stored."""
+
+    tenant_id: str
+    products_url: str
+    cart_url: str
+    cart_get_url: str | None
+    timeout_seconds: float
+    secret: str = field(repr=False)
+    #: Increases by one on every save; caches compare it.
+    version: int = 1
+    updated_at: datetime | None = None
+
+    @property
+    def masked_secret(self) -> str:
+        """The secret as it may be shown: prefix and last four characters."""
+        return mask_secret(self.secret)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRules:
+    """Deployment-level rules that change what a valid config is."""
+
+    allow_http: bool = False
+
+
+def mask_secret(secret: str) -> str:
+    """``whsec_…abcd``: enough to tell two secrets apart, not enough to use one."""
+    prefix = SECRET_PREFIX if secret.startswith(SECRET_PREFIX) else ""
+    return f"{prefix}…{secret[-4:]}"
+
+
+def generate_secret() -> str:
+    """A fresh ``whsec_`` secret carrying 32 random bytes."""
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def merge_config(
+    tenant_id: str,
+    existing: WebhookConfig | None,
+    *,
+    products_url: str | Unset,
+    cart_url: str | Unset,
+    cart_get_url: str | Unset | None,
+    timeout_seconds: float | Unset,
+    secret: str | Unset | None,
+    rules: ConfigRules,
+) -> WebhookConfig:
+    """Apply a partial update to ``existing`` (or create), validating every field.
+
+    ``UNSET`` keeps the stored value; a first save needs both required URLs.  A ``None``
+    secret (or none stored yet) generates one.  Raises :class:`InvalidConfig` listing every
+    broken field; the values themselves never appear in the error.
+    """
+    errors: list[FieldError] = []
+    if (problem := _tenant_id_problem(tenant_id)) is not None:
+        errors.append(FieldError("tenant_id", problem))
+
+    def pick(given: object, stored_field: str) -> object:
+        if given is not UNSET:
+            return given
+        return getattr(existing, stored_field) if existing is not None else None
+
+    new_products = pick(products_url, "products_url")
+    new_cart = pick(cart_url, "cart_url")
+    new_cart_get = pick(cart_get_url, "cart_get_url")
+    new_timeout = (
+        timeout_seconds
+        if timeout_seconds is not UNSET
+        else (existing.timeout_seconds if existing else DEFAULT_TIMEOUT_SECONDS)
+    )
+
+    for name, value, required in (
+        ("products_url", new_products, True),
+        ("cart_url", new_cart, True),
+        ("cart_get_url", new_cart_get, False),
+    ):
+        if value is None:
+            if required:
+                errors.append(FieldError(name, "is required"))
+            continue
+        if (problem := url_problem(value, allow_http=rules.allow_http)) is not None:
+            errors.append(FieldError(name, problem))
+
+    if (problem := _timeout_problem(new_timeout)) is not None:
+        errors.append(FieldError("timeout_seconds", problem))
+
+    if secret is UNSET or secret is None:
+        new_secret = existing.secret if (existing and secret is UNSET) else generate_secret()
+    else:
+        new_secret = secret
+        if (problem := secret_problem(secret)) is not None:
+            errors.append(FieldError("secret", problem))
+
+    if errors:
+        raise InvalidConfig(errors)
+    assert isinstance(new_products, str)  # noqa: S101 - narrowed by the checks above
+    assert isinstance(new_cart, str)  # noqa: S101
+    assert new_cart_get is None or isinstance(new_cart_get, str)  # noqa: S101
+    assert isinstance(new_timeout, int | float)  # noqa: S101
+    return WebhookConfig(
+        tenant_id=tenant_id,
+        products_url=new_products,
+        cart_url=new_cart,
+        cart_get_url=new_cart_get,
+        timeout_seconds=float(new_timeout),
+        secret=new_secret,
+        version=(existing.version + 1) if existing else 1,
+        updated_at=existing.updated_at if existing else None,
+    )
+
+
+def _tenant_id_problem(tenant_id: object) -> str | None:
+    if not isinstance(tenant_id, str) or not tenant_id.strip():
+        return "must be a non-empty string"
+    if len(tenant_id) > MAX_TENANT_ID_CHARS:
+        return f"must be at most {MAX_TENANT_ID_CHARS} characters"
+    if not tenant_id.isprintable():
+        return "must not contain control characters"
+    return None
+
+
+def url_problem(value: object, *, allow_http: bool) -> str | None:
+    """Why ``value`` is not an acceptable webhook URL, or ``None`` when it is."""
+    if not isinstance(value, str):
+        return "must be a string URL"
+    if len(value) > MAX_URL_CHARS:
+        return f"must be at most {MAX_URL_CHARS} characters"
+    if not value or value != value.strip() or any(ch.isspace() for ch in value):
+        return "must not contain whitespace"
+    if not value.isprintable() or not value.isascii():
+        return "must be an ASCII URL without control characters (percent-encode the rest)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    del port  # parsed only to reject a malformed port
+    allowed = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in allowed:
+        if parts.scheme == "http":
+            return "must use https:// (plain http:// is not allowed in this deployment)"
+        return "must be an absolute https:// URL"
+    if not parts.hostname:
+        return "must name a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user or password"
+    if parts.fragment:
+        return "must not contain a #fragment"
+    return None
+
+
+def _timeout_problem(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if not math.isfinite(value) or not MIN_TIMEOUT_SECONDS <= value <= MAX_TIMEOUT_SECONDS:
+        return f"must be between {MIN_TIMEOUT_SECONDS} and {MAX_TIMEOUT_SECONDS} seconds"
+    return None
+
+
+def secret_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a tenant's own secret, or ``None`` when it can."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) < MIN_OWN_SECRET_CHARS:
+        return f"must be at least {MIN_OWN_SECRET_CHARS} characters"
+    if len(value) > MAX_SECRET_CHARS:
+        return f"must be at most {MAX_SECRET_CHARS} characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid UTF-8 text"
+    if not value.isprintable():
+        return "must not contain control characters"
+    return None

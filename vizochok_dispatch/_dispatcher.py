@@ -1,0 +1,364 @@
+"""The dispatcher the chat backend embeds: config lookup, then one webhook call, never a raise.
+
+Everything it uses is passed in (store, transport or client, clock, sleep, retry policy), so
+tests neither sleep nor touch the network unless they mean to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import httpx
+import structlog
+
+from . import _cart, _products
+from ._config import ConfigRules, WebhookConfig
+from ._delivery import Clock, Deliverer, RetryPolicy, Send, Sleep
+from ._exceptions import InvalidCall, StoreError
+from ._results import (
+    BLOCKED_DESTINATION,
+    INTERNAL_ERROR,
+    NOT_CONFIGURED,
+    STORE_ERROR,
+    CartLoad,
+    CartResult,
+    Delivery,
+    ProductsResult,
+)
+from ._settings import DispatchSettings
+from ._sql_store import SqlConfigStore
+from ._store import ConfigStore
+from ._transport import AiohttpTransport
+
+Webhook = Literal["products", "cart", "cart_get"]
+Amount = Decimal | int | float | str
+
+_log = structlog.get_logger("vizochok_dispatch")
+_R = TypeVar("_R")
+_MAX_LOGGED_PROBLEMS = 20
+
+
+class Dispatcher:
+    """Signed, bounded calls to tenants' webhooks; failures come back as values.
+
+    Use as ``async with``: entering opens the store, leaving closes what the dispatcher
+    created itself (an injected transport, client or store is left to its owner).
+    """
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        settings: DispatchSettings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
+        retry: RetryPolicy | None = None,
+        owns_store: bool = False,
+    ) -> None:
+        if transport is not None and client is not None:
+            raise InvalidCall("pass a transport or a client, not both")
+        self.settings = settings or DispatchSettings()
+        self.store = store
+        self._owns_store = owns_store
+        self._owned_transport: httpx.AsyncBaseTransport | None = None
+        if client is not None:
+            send: Send = _client_sender(client)
+        else:
+            if transport is None:
+                transport = self._owned_transport = AiohttpTransport(
+                    max_connections=self.settings.max_connections,
+                    keepalive_seconds=self.settings.keepalive_seconds,
+                )
+            send = transport.handle_async_request
+        self._clock = clock or Clock()
+        self._deliverer = Deliverer(
+            send=send,
+            clock=self._clock,
+            sleep=sleep,
+            max_response_bytes=self.settings.max_response_bytes,
+            retry=retry or RetryPolicy(),
+        )
+
+    @classmethod
+    def from_database_url(cls, url: str | None = None, /, **overrides: Any) -> Self:  # noqa: ANN401 - settings fields
+        """A dispatcher on a SQL store; ``overrides`` beat ``VIZOCHOK_*`` environment settings."""
+        if url is not None:
+            overrides["database_url"] = url
+        settings = DispatchSettings(**overrides)
+        store = SqlConfigStore(
+            settings.database_url,
+            rules=ConfigRules(allow_http=settings.allow_http),
+            auto_migrate=settings.migrates_automatically(),
+        )
+        return cls(store, settings=settings, owns_store=True)
+
+    async def __aenter__(self) -> Self:
+        await self.store.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the transport and store this dispatcher created."""
+        if self._owned_transport is not None:
+            await self._owned_transport.aclose()
+        if self._owns_store:
+            await self.store.close()
+
+    # -- products (CONTRACT §4) -------------------------------------------------------------
+
+    async def check_products(
+        self,
+        tenant_id: str,
+        *,
+        skus: Iterable[str],
+        store_id: str,
+        deadline: float | None = None,
+    ) -> ProductsResult:
+        """Live prices and stock; on any failure every requested SKU is unavailable."""
+        result, _ = await self.check_products_with_delivery(
+            tenant_id, skus=skus, store_id=store_id, deadline=deadline
+        )
+        return result
+
+    async def check_products_with_delivery(
+        self,
+        tenant_id: str,
+        *,
+        skus: Iterable[str],
+        store_id: str,
+        deadline: float | None = None,
+    ) -> tuple[ProductsResult, Delivery | None]:
+        """:meth:`check_products` plus the delivery record (attempts, timings) for reports."""
+        wanted = _products.unique_skus(skus)
+        _require_text(store_id, "store_id")
+        if not wanted:
+            return ProductsResult(available=(), unavailable=()), None
+        body = _products.request_body(wanted, store_id)
+
+        def on_failure(detail: str) -> ProductsResult:
+            return _products.all_unavailable(wanted, detail)
+
+        return await self._call(
+            tenant_id,
+            "products",
+            target=lambda config: ("POST", config.products_url, body),
+            on_failure=on_failure,
+            parse=lambda payload: _products.parse_reply(wanted, payload),
+            deadline=deadline,
+        )
+
+    # -- cart operations (CONTRACT §5) ------------------------------------------------------
+
+    async def cart_add(
+        self,
+        tenant_id: str,
+        *,
+        store_id: str,
+        session_id: str,
+        sku: str,
+        name: str,
+        quantity: Amount,
+        price: Amount,
+        deadline: float | None = None,
+    ) -> CartResult:
+        """Add ``quantity`` of ``sku`` at ``price``."""
+        body = _cart.operation_body(
+            "add",
+            store_id=store_id,
+            session_id=session_id,
+            sku=sku,
+            name=name,
+            quantity=quantity,
+            price=price,
+        )
+        return await self._cart(tenant_id, body, deadline)
+
+    async def cart_remove(
+        self,
+        tenant_id: str,
+        *,
+        store_id: str,
+        session_id: str,
+        sku: str,
+        deadline: float | None = None,
+    ) -> CartResult:
+        """Remove ``sku`` from the cart."""
+        body = _cart.operation_body("remove", store_id=store_id, session_id=session_id, sku=sku)
+        return await self._cart(tenant_id, body, deadline)
+
+    async def cart_update(
+        self,
+        tenant_id: str,
+        *,
+        store_id: str,
+        session_id: str,
+        sku: str,
+        quantity: Amount,
+        deadline: float | None = None,
+    ) -> CartResult:
+        """Set the quantity of ``sku``."""
+        body = _cart.operation_body(
+            "update", store_id=store_id, session_id=session_id, sku=sku, quantity=quantity
+        )
+        return await self._cart(tenant_id, body, deadline)
+
+    async def cart_clear(
+        self, tenant_id: str, *, store_id: str, session_id: str, deadline: float | None = None
+    ) -> CartResult:
+        """Empty the cart."""
+        body = _cart.operation_body("clear", store_id=store_id, session_id=session_id)
+        return await self._cart(tenant_id, body, deadline)
+
+    async def cart_operation_with_delivery(
+        self, tenant_id: str, body: bytes, *, deadline: float | None = None
+    ) -> tuple[CartResult, Delivery | None]:
+        """Send a prepared cart body (see the ``cart_*`` methods); for reports and tools."""
+        return await self._call(
+            tenant_id,
+            "cart",
+            target=lambda config: ("POST", config.cart_url, body),
+            on_failure=_cart.failed,
+            parse=_cart.parse_operation_reply,
+            deadline=deadline,
+        )
+
+    async def _cart(self, tenant_id: str, body: bytes, deadline: float | None) -> CartResult:
+        result, _ = await self.cart_operation_with_delivery(tenant_id, body, deadline=deadline)
+        return result
+
+    # -- cart GET (CONTRACT §6) -------------------------------------------------------------
+
+    async def load_cart(
+        self, tenant_id: str, *, store_id: str, session_id: str, deadline: float | None = None
+    ) -> CartLoad:
+        """The customer's existing cart; ``loaded=False`` means unknown, never empty."""
+        result, _ = await self.load_cart_with_delivery(
+            tenant_id, store_id=store_id, session_id=session_id, deadline=deadline
+        )
+        return result
+
+    async def load_cart_with_delivery(
+        self, tenant_id: str, *, store_id: str, session_id: str, deadline: float | None = None
+    ) -> tuple[CartLoad, Delivery | None]:
+        """:meth:`load_cart` plus the delivery record."""
+        _require_text(store_id, "store_id")
+        _require_text(session_id, "session_id")
+
+        def target(config: WebhookConfig) -> tuple[str, str | None, bytes]:
+            url = config.cart_get_url
+            if url is None:
+                return "GET", None, b""
+            return "GET", _cart.load_url(url, store_id=store_id, session_id=session_id), b""
+
+        return await self._call(
+            tenant_id,
+            "cart_get",
+            target=target,
+            on_failure=lambda detail: CartLoad(loaded=False, failure=detail),
+            parse=_cart.parse_load_reply,
+            deadline=deadline,
+        )
+
+    # -- the one path every webhook takes ---------------------------------------------------
+
+    async def _call(
+        self,
+        tenant_id: str,
+        webhook: Webhook,
+        *,
+        target: Callable[[WebhookConfig], tuple[str, str | None, bytes]],
+        on_failure: Callable[[str], _R],
+        parse: Callable[[bytes], _R],
+        deadline: float | None,
+    ) -> tuple[_R, Delivery | None]:
+        deadline_at = None if deadline is None else self._clock.monotonic() + deadline
+        log = _log.bind(tenant_id=tenant_id, webhook=webhook)
+        delivery: Delivery | None = None
+        try:
+            config = await self.store.get_config(tenant_id)
+            method, url, body = target(config) if config is not None else ("", None, b"")
+            if config is None or url is None:
+                return _failed(log, on_failure, NOT_CONFIGURED, None), None
+            if url.startswith("http://") and not self.settings.allow_http:
+                return _failed(log, on_failure, BLOCKED_DESTINATION, None), None
+            delivery = await self._deliverer.deliver(
+                method=method,
+                url=url,
+                body=body,
+                secret=config.secret,
+                timeout_seconds=config.timeout_seconds,
+                deadline_at=deadline_at,
+                log=log,
+            )
+            if delivery.body is None:
+                detail = delivery.failure or INTERNAL_ERROR
+                return _failed(log, on_failure, detail, delivery), delivery
+            result = parse(delivery.body)
+        except StoreError as exc:
+            log.warning("webhook.store_error", error=str(exc))
+            return _failed(log, on_failure, STORE_ERROR, delivery), delivery
+        except Exception as exc:
+            log.exception("webhook.internal_error", error_type=type(exc).__name__)
+            return _failed(log, on_failure, INTERNAL_ERROR, delivery), delivery
+        failure = getattr(result, "failure", None) or _cart_detail(result)
+        problems: tuple[str, ...] = getattr(result, "problems", ())
+        if failure is not None:
+            log.warning(
+                "webhook.failure",
+                delivery_id=delivery.delivery_id,
+                detail=failure,
+                attempts=len(delivery.attempts),
+                problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
+            )
+        elif problems:
+            log.warning(
+                "webhook.reply_problems",
+                delivery_id=delivery.delivery_id,
+                problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
+                count=len(problems),
+            )
+        return result, delivery
+
+
+def _failed(
+    log: structlog.typing.FilteringBoundLogger,
+    on_failure: Callable[[str], _R],
+    detail: str,
+    delivery: Delivery | None,
+) -> _R:
+    log.warning(
+        "webhook.failure",
+        delivery_id=delivery.delivery_id if delivery else None,
+        detail=detail,
+        attempts=len(delivery.attempts) if delivery else 0,
+    )
+    return on_failure(detail)
+
+
+def _cart_detail(result: object) -> str | None:
+    return result.detail if isinstance(result, CartResult) else None
+
+
+def _require_text(value: object, field: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidCall(f"{field} must be a non-empty string")
+
+
+def _client_sender(client: httpx.AsyncClient) -> Send:
+    async def send(request: httpx.Request) -> httpx.Response:
+        return await client.send(request, stream=True, follow_redirects=False)
+
+    return send

@@ -1,0 +1,53 @@
+"""The package's exceptions.
+
+Dispatch failures never raise: they cross the public boundary as frozen values with a
+machine-readable ``detail`` (see ``_results``).  What does raise is misuse and bad input::
+
+    DispatchError                      base of everything raised here
+    ├── InvalidConfig (ValueError)     a webhook config broke CONTRACT §1; ``errors`` per field
+    ├── InvalidCall (ValueError)       a dispatch call got arguments it cannot send
+    └── StoreError                     the config store cannot serve
+        └── SchemaNotReady             the database is not migrated to the code's revision
+
+``InvalidConfig`` never carries the rejected values: a secret must not reach a log through
+an error message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DispatchError(Exception):
+    """Base of every exception this package raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One rule one field broke, without the value that broke it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidConfig(DispatchError, ValueError):
+    """A webhook configuration was refused; nothing was stored."""
+
+    def __init__(self, errors: list[FieldError] | tuple[FieldError, ...]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        super().__init__("invalid webhook config: " + "; ".join(map(str, self.errors)))
+
+
+class InvalidCall(DispatchError, ValueError):
+    """A dispatch method got arguments that no tenant could be sent."""
+
+
+class StoreError(DispatchError):
+    """The config store failed to serve a request."""
+
+
+class SchemaNotReady(StoreError):
+    """The database schema is not at the revision this code needs."""

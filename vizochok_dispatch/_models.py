@@ -1,0 +1,38 @@
+"""SQLAlchemy models: the schema the Alembic migrations must produce exactly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with stable constraint names, so migrations can name them."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class WebhookConfigRow(Base):
+    """One tenant's webhook configuration."""
+
+    __tablename__ = "webhook_configs"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    products_url: Mapped[str] = mapped_column(String(2048))
+    cart_url: Mapped[str] = mapped_column(String(2048))
+    cart_get_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    secret: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

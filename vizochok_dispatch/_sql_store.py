@@ -1,0 +1,224 @@
+"""The SQLAlchemy 2 async config store: SQLite embedded, PostgreSQL in production.
+
+A save writes only the columns it changes (``UPDATE ... SET <given>, version = version + 1``),
+so concurrent partial updates of one tenant never lose each other's fields, and no
+transaction reads then upgrades to a write (which SQLite answers with "database is locked").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from . import _migrations
+from ._config import UNSET, ConfigRules, Unset, WebhookConfig, merge_config
+from ._exceptions import StoreError
+from ._models import WebhookConfigRow
+
+_T = cast(Table, WebhookConfigRow.__table__)
+
+
+def create_engine_for(url: str) -> AsyncEngine:
+    """An async engine tuned for the store: in-memory SQLite shares one connection."""
+    parsed = make_url(url)
+    options: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
+    if parsed.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": 30}
+        if parsed.database in (None, "", ":memory:"):
+            options["poolclass"] = StaticPool
+    engine = create_async_engine(url, **options)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401 - DB-API objects are untyped
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def safe_url(url: str) -> str:
+    """The URL as it may appear in an error: password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable database URL>"
+
+
+class SqlConfigStore:
+    """Webhook configs in a SQL database through SQLAlchemy's async engine."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        rules: ConfigRules | None = None,
+        auto_migrate: bool | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
+        self._url = url
+        self._rules = rules or ConfigRules()
+        self._auto_migrate = url.startswith("sqlite") if auto_migrate is None else auto_migrate
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._ready = False
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, created on first use."""
+        if self._engine is None:
+            self._engine = create_engine_for(self._url)
+        return self._engine
+
+    async def open(self) -> None:
+        """Check (or, when allowed, migrate) the schema once."""
+        if self._ready:
+            return
+        try:
+            if self._auto_migrate:
+                await _migrations.upgrade(self.engine)
+            else:
+                await _migrations.ensure_current(self.engine)
+        except StoreError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(
+                f"cannot open the config store at {safe_url(self._url)}: {type(exc).__name__}"
+            ) from exc
+        self._ready = True
+
+    async def close(self) -> None:
+        """Dispose of the engine if this store created it."""
+        if self._engine is not None and self._owns_engine:
+            await self._engine.dispose()
+            self._engine = None
+        self._ready = False
+
+    async def get_config(self, tenant_id: str) -> WebhookConfig | None:
+        """The tenant's config, or ``None``."""
+        await self.open()
+        async with self._guard(), self.engine.connect() as conn:
+            row = (await conn.execute(select(_T).where(_T.c.tenant_id == tenant_id))).first()
+        return None if row is None else _to_config(row._mapping)
+
+    async def save_config(
+        self,
+        tenant_id: str,
+        *,
+        products_url: str | Unset = UNSET,
+        cart_url: str | Unset = UNSET,
+        cart_get_url: str | Unset | None = UNSET,
+        timeout_seconds: float | Unset = UNSET,
+        secret: str | Unset | None = UNSET,
+    ) -> WebhookConfig:
+        """Validate, then write only the given columns; nothing is written when refused."""
+        given: dict[str, object] = {
+            "products_url": products_url,
+            "cart_url": cart_url,
+            "cart_get_url": cart_get_url,
+            "timeout_seconds": timeout_seconds,
+            "secret": secret,
+        }
+        for _ in range(3):  # a concurrent first save turns our insert into an update
+            existing = await self.get_config(tenant_id)
+            merged = merge_config(tenant_id, existing, rules=self._rules, **given)  # type: ignore[arg-type]
+            changed = {
+                name: getattr(merged, name)
+                for name, value in given.items()
+                if value is not UNSET or (name == "secret" and existing is None)
+            }
+            try:
+                saved = await (
+                    self._insert(merged) if existing is None else self._update(tenant_id, changed)
+                )
+            except IntegrityError:
+                continue
+            if saved is not None:
+                return saved
+        raise StoreError(f"could not save the config of tenant {tenant_id!r}: it kept changing")
+
+    async def delete_config(self, tenant_id: str) -> bool:
+        """Remove the tenant's row."""
+        await self.open()
+        async with self._guard(), self.engine.begin() as conn:
+            result = await conn.execute(_T.delete().where(_T.c.tenant_id == tenant_id))
+        return bool(result.rowcount)
+
+    async def _insert(self, config: WebhookConfig) -> WebhookConfig:
+        async with self._guard(IntegrityError), self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    insert(_T)
+                    .values(
+                        tenant_id=config.tenant_id,
+                        products_url=config.products_url,
+                        cart_url=config.cart_url,
+                        cart_get_url=config.cart_get_url,
+                        timeout_seconds=config.timeout_seconds,
+                        secret=config.secret,
+                        version=1,
+                    )
+                    .returning(_T)
+                )
+            ).one()
+        return _to_config(row._mapping)
+
+    async def _update(self, tenant_id: str, changed: dict[str, object]) -> WebhookConfig | None:
+        async with self._guard(), self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(_T)
+                    .where(_T.c.tenant_id == tenant_id)
+                    .values(**changed, version=_T.c.version + 1, updated_at=func.now())
+                    .returning(_T)
+                )
+            ).first()
+        return None if row is None else _to_config(row._mapping)
+
+    def _guard(self, *passthrough: type[BaseException]) -> _StoreErrors:
+        return _StoreErrors(self._url, passthrough)
+
+
+class _StoreErrors:
+    """Turns driver errors into :class:`StoreError` without leaking the URL's password."""
+
+    def __init__(self, url: str, passthrough: tuple[type[BaseException], ...]) -> None:
+        self._url = url
+        self._passthrough = passthrough
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if exc is None or isinstance(exc, self._passthrough):
+            return
+        if isinstance(exc, SQLAlchemyError | OSError):
+            raise StoreError(
+                f"config store at {safe_url(self._url)} failed: {type(exc).__name__}"
+            ) from exc
+
+
+def _to_config(row: Any) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
+    updated = row["updated_at"]
+    if isinstance(updated, datetime) and updated.tzinfo is None:
+        updated = updated.replace(tzinfo=UTC)  # SQLite keeps no zone; we write UTC
+    return WebhookConfig(
+        tenant_id=row["tenant_id"],
+        products_url=row["products_url"],
+        cart_url=row["cart_url"],
+        cart_get_url=row["cart_get_url"],
+        timeout_seconds=float(row["timeout_seconds"]),
+        secret=row["secret"],
+        version=int(row["version"]),
+        updated_at=updated,
+    )
