@@ -208,6 +208,14 @@ class Deliverer:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._cap:
             raise _TooLarge
+        try:
+            already = response.content  # transports that hand over a read body (mocks)
+        except httpx.ResponseNotRead:
+            pass
+        else:
+            if len(already) > self._cap:
+                raise _TooLarge
+            return already
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_raw():

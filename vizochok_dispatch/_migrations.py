@@ -2,21 +2,46 @@
 
 The scripts live in the repository's top-level ``alembic/`` (for the ``alembic`` CLI); a wheel
 carries the same folder as ``vizochok_dispatch/_alembic``.
+
+Two things keep concurrent migrations (several tasks, stores or processes opening the same
+database at once) from corrupting the schema:
+
+- Alembic's ``context`` is process-global state, so two commands interleaved on one event loop
+  run each other's scripts (which once left a database stamped at head without its table).
+  One migration runs at a time per event loop.
+- Across processes, the migration transaction first takes the database's own lock
+  (``BEGIN IMMEDIATE`` on SQLite, which also makes SQLite's DDL transactional; an advisory
+  transaction lock on PostgreSQL), then Alembic reads the current revision under it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from alembic import command
 
 from ._exceptions import SchemaNotReady
+
+#: The key of the PostgreSQL advisory lock held while migrating (any stable 32-bit number).
+ADVISORY_LOCK_KEY: Final = zlib.crc32(b"vizochok_dispatch.migrations")
+
+# Not settings or shared resources: one lock per running loop, guarding Alembic's global state.
+_loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def script_location() -> Path:
@@ -46,16 +71,50 @@ def _current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def _loop_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _loop_locks.get(loop)
+    if lock is None:
+        lock = _loop_locks[loop] = asyncio.Lock()
+    return lock
+
+
+async def begin_locked(connection: AsyncConnection) -> None:
+    """Begin the migration transaction holding the database's migration lock until it ends.
+
+    The ``alembic`` CLI (``alembic/env.py``) takes the same lock, so CLI runs and
+    auto-migrating stores started at once (several replicas, say) migrate one at a time.
+    """
+    if connection.dialect.name == "sqlite":
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        await connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+        )
+    else:
+        await connection.begin()
+
+
+async def _run_locked(engine: AsyncEngine, run: Callable[[Config], None]) -> None:
+    """Run one Alembic command in one transaction that holds the database's migration lock."""
+    async with _loop_lock(), engine.connect() as connection:
+        await begin_locked(connection)
+        try:
+            await connection.run_sync(lambda sync: run(alembic_config(sync)))
+        except CommandError as exc:
+            # e.g. the database is at a revision this code does not know (a newer release)
+            raise SchemaNotReady(f"cannot migrate the database: {exc}") from exc
+        await connection.commit()
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``."""
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), revision))
+    await _run_locked(engine, lambda config: command.upgrade(config, revision))
 
 
 async def downgrade(engine: AsyncEngine, revision: str = "base") -> None:
     """Migrate the database down to ``revision``."""
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: command.downgrade(alembic_config(sync), revision))
+    await _run_locked(engine, lambda config: command.downgrade(config, revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -11,6 +11,8 @@ from ._money import as_money, number_problem
 from ._results import INVALID_RESPONSE, ProductOffer, ProductsResult
 
 MAX_PROMO_LABEL_CHARS = 200
+#: An unrequested SKU is the tenant's text; only this much of it goes into a problem line.
+MAX_LOGGED_SKU_CHARS = 64
 
 
 def unique_skus(skus: Iterable[str]) -> list[str]:
@@ -59,7 +61,7 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
             problems.append(f"products[{index}]: sku is missing or not a string")
             continue
         if sku not in requested:
-            problems.append(f"{sku}: was not requested; ignored")
+            problems.append(f"{sku[:MAX_LOGGED_SKU_CHARS]!r}: was not requested; ignored")
             continue
         if sku in offers or sku in out_of_stock:
             problems.append(f"{sku}: appears again; the first valid entry is kept")

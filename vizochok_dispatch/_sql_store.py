@@ -7,6 +7,7 @@ transaction reads then upgrades to a write (which SQLite answers with "database 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from . import _migrations
-from ._config import UNSET, ConfigRules, Unset, WebhookConfig, merge_config
+from ._config import UNSET, ConfigRules, Unset, WebhookConfig, _tenant_id_problem, merge_config
 from ._exceptions import StoreError
 from ._models import WebhookConfigRow
 
@@ -70,6 +71,8 @@ class SqlConfigStore:
         self._engine = engine
         self._owns_engine = engine is None
         self._ready = False
+        # Concurrent first uses of one store migrate (or check) once, not once each.
+        self._open_lock = asyncio.Lock()
 
     @property
     def engine(self) -> AsyncEngine:
@@ -82,6 +85,11 @@ class SqlConfigStore:
         """Check (or, when allowed, migrate) the schema once."""
         if self._ready:
             return
+        async with self._open_lock:
+            if not self._ready:
+                await self._open_once()
+
+    async def _open_once(self) -> None:
         try:
             if self._auto_migrate:
                 await _migrations.upgrade(self.engine)
@@ -105,6 +113,8 @@ class SqlConfigStore:
     async def get_config(self, tenant_id: str) -> WebhookConfig | None:
         """The tenant's config, or ``None``."""
         await self.open()
+        if _tenant_id_problem(tenant_id) is not None:
+            return None  # an id no save accepts has no config (and may not reach the driver)
         async with self._guard(), self.engine.connect() as conn:
             row = (await conn.execute(select(_T).where(_T.c.tenant_id == tenant_id))).first()
         return None if row is None else _to_config(row._mapping)
@@ -148,6 +158,8 @@ class SqlConfigStore:
     async def delete_config(self, tenant_id: str) -> bool:
         """Remove the tenant's row."""
         await self.open()
+        if _tenant_id_problem(tenant_id) is not None:
+            return False
         async with self._guard(), self.engine.begin() as conn:
             result = await conn.execute(_T.delete().where(_T.c.tenant_id == tenant_id))
         return bool(result.rowcount)
