@@ -238,3 +238,17 @@ async def test_pool_stays_healthy_after_many_cancelled_attempts(loopback_dispatc
         )
     assert [r.failure for r in calm] == [None] * 100
     assert all(r.available and r.available[0].sku == "a" for r in calm)
+
+
+async def test_garbage_instead_of_http_is_a_failed_exchange(loopback_dispatcher):
+    """Bytes that are not HTTP at all: connect_error, no retry, no crash."""
+
+    async def garbage(request: Received, reply: Reply) -> None:
+        await reply.raw(b"\x00\x01garbage that is not a status line\r\n\r\n")
+        reply.close()
+
+    async with serve(garbage) as server:
+        d = await loopback_dispatcher(products_url=server.url("/p"))
+        result = await d.check_products("t1", skus=["a"], store_id="s")
+    assert result.failure == "connect_error"
+    assert len(server.received) == 1
