@@ -3,6 +3,7 @@
 The public API is what ``__all__`` names; everything in ``_``-modules may change.
 """
 
+from ._cache import CachedConfigStore
 from ._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
 from ._delivery import USER_AGENT, Clock, RetryPolicy
 from ._dispatcher import Dispatcher
@@ -46,6 +47,7 @@ __all__ = [
     "USER_AGENT",
     "AiohttpTransport",
     "Attempt",
+    "CachedConfigStore",
     "CartItem",
     "CartLoad",
     "CartResult",

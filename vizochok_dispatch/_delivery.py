@@ -10,26 +10,23 @@ overall deadline leaves room for it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_fixed
 
 from ._results import CONNECT_ERROR, HTTP_STATUS, INVALID_RESPONSE, TIMEOUT, Attempt, Delivery
 from ._signing import ATTEMPT_HEADER, DELIVERY_HEADER, signature_headers
 from ._version import __version__
+from ._wire import Sender, WireResponse
 
 USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
 
-Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
 Sleep = Callable[[float], Awaitable[None]]
-
-_log = structlog.get_logger("vizochok_dispatch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +46,22 @@ class RetryPolicy:
     #: A retry that would have less time than this before the caller's deadline is skipped.
     min_attempt_seconds: float = 0.1
 
-    def should_retry(self, status: int | None) -> bool:
-        """Only a complete 5xx response earns a retry."""
-        return status is not None and 500 <= status <= 599
+    def delay_before(
+        self, attempt: int, last_status: int | None, remaining_seconds: float | None
+    ) -> float | None:
+        """Seconds to wait before attempt number ``attempt``, or ``None``: do not make it.
 
-    def fits(self, remaining_seconds: float | None) -> bool:
-        """Whether a retry (delay plus a useful attempt) fits in what the deadline leaves."""
-        if remaining_seconds is None:
-            return True
-        return remaining_seconds - self.delay_seconds >= self.min_attempt_seconds
+        Only a complete 5xx response earns a retry, only up to ``max_attempts``, and only
+        when the caller's deadline leaves the delay plus a useful attempt.
+        """
+        if attempt > self.max_attempts or last_status is None or not 500 <= last_status <= 599:
+            return None
+        if (
+            remaining_seconds is not None
+            and remaining_seconds - self.delay_seconds < self.min_attempt_seconds
+        ):
+            return None
+        return self.delay_seconds
 
 
 class _TooLarge(Exception):
@@ -76,7 +80,7 @@ class Deliverer:
     def __init__(
         self,
         *,
-        send: Send,
+        send: Sender,
         clock: Clock,
         sleep: Sleep,
         max_response_bytes: int,
@@ -100,12 +104,11 @@ class Deliverer:
         log: structlog.typing.FilteringBoundLogger,
     ) -> Delivery:
         """Make the call; never raises for anything the network or the tenant does."""
-        delivery_id = uuid.uuid4().hex
+        delivery_id = os.urandom(16).hex()
         started = self._clock.monotonic()
         attempts: list[Attempt] = []
-
-        async def one_attempt() -> _Outcome:
-            number = len(attempts) + 1
+        number = 1
+        while True:
             budget = timeout_seconds
             if deadline_at is not None:
                 budget = min(budget, deadline_at - self._clock.monotonic())
@@ -118,42 +121,30 @@ class Deliverer:
                 delivery_id=delivery_id,
                 budget=budget,
             )
-            attempts.append(outcome.attempt)
+            attempt = outcome.attempt
+            attempts.append(attempt)
             log.info(
                 "webhook.attempt",
                 delivery_id=delivery_id,
                 attempt=number,
-                status=outcome.attempt.status,
-                elapsed_ms=outcome.attempt.elapsed_ms,
-                outcome="ok" if outcome.attempt.detail is None else "failure",
-                detail=outcome.attempt.detail,
+                status=attempt.status,
+                elapsed_ms=attempt.elapsed_ms,
+                outcome="ok" if attempt.detail is None else "failure",
+                detail=attempt.detail,
             )
-            return outcome
-
-        def stop(state: RetryCallState) -> bool:
-            if state.attempt_number >= self._retry.max_attempts:
-                return True
             remaining = None if deadline_at is None else deadline_at - self._clock.monotonic()
-            return not self._retry.fits(remaining)
-
-        def retryable(outcome: _Outcome) -> bool:
-            return self._retry.should_retry(outcome.attempt.status)
-
-        retrying = AsyncRetrying(
-            stop=stop,
-            wait=wait_fixed(self._retry.delay_seconds),
-            retry=retry_if_result(retryable),
-            sleep=self._sleep,
-            retry_error_callback=_last_result,
-        )
-        final: _Outcome = await retrying(one_attempt)
+            delay = self._retry.delay_before(number + 1, attempt.status, remaining)
+            if delay is None:
+                break
+            await self._sleep(delay)
+            number += 1
         return Delivery(
             delivery_id=delivery_id,
             url=url,
             attempts=tuple(attempts),
-            status=final.attempt.status,
-            body=final.body,
-            failure=final.attempt.detail,
+            status=attempt.status,
+            body=outcome.body,
+            failure=attempt.detail,
             elapsed_ms=_ms(self._clock.monotonic() - started),
         )
 
@@ -183,10 +174,9 @@ class Deliverer:
             headers["Content-Type"] = "application/json"
         status: int | None = None
         try:
-            request = httpx.Request(method, url, headers=headers, content=body or None)
             async with asyncio.timeout(budget):
-                response = await self._send(request)
-                status = response.status_code
+                response = await self._send(method, url, headers, body)
+                status = response.status
                 try:
                     payload = await self._read_body(response) if status == 200 else None
                 finally:
@@ -204,33 +194,11 @@ class Deliverer:
         elapsed = _ms(self._clock.monotonic() - started)
         return _Outcome(Attempt(number, status, elapsed, detail), None)
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self._cap:
+    async def _read_body(self, response: WireResponse) -> bytes:
+        body = await response.read(self._cap)
+        if body is None:
             raise _TooLarge
-        try:
-            already = response.content  # transports that hand over a read body (mocks)
-        except httpx.ResponseNotRead:
-            pass
-        else:
-            if len(already) > self._cap:
-                raise _TooLarge
-            return already
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > self._cap:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-
-def _last_result(state: RetryCallState) -> _Outcome:
-    """When retries stop, the last attempt's outcome is the answer (never a RetryError)."""
-    assert state.outcome is not None  # noqa: S101 - tenacity sets it before stopping
-    result: _Outcome = state.outcome.result()
-    return result
+        return body
 
 
 def _ms(seconds: float) -> float:

@@ -16,8 +16,9 @@ import httpx
 import structlog
 
 from . import _cart, _products
+from ._cache import CachedConfigStore
 from ._config import ConfigRules, WebhookConfig
-from ._delivery import Clock, Deliverer, RetryPolicy, Send, Sleep
+from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
 from ._exceptions import InvalidCall, StoreError
 from ._results import (
     BLOCKED_DESTINATION,
@@ -33,6 +34,7 @@ from ._settings import DispatchSettings
 from ._sql_store import SqlConfigStore
 from ._store import ConfigStore
 from ._transport import AiohttpTransport
+from ._wire import Sender, httpx_sender
 
 Webhook = Literal["products", "cart", "cart_get"]
 Amount = Decimal | int | float | str
@@ -64,19 +66,28 @@ class Dispatcher:
         if transport is not None and client is not None:
             raise InvalidCall("pass a transport or a client, not both")
         self.settings = settings or DispatchSettings()
-        self.store = store
+        self._clock = clock or Clock()
+        #: Reads and writes go through the cache, so a save here is seen by the next call.
+        self.store = CachedConfigStore(
+            store, ttl_seconds=self.settings.config_cache_seconds, clock=self._clock.monotonic
+        )
         self._owns_store = owns_store
         self._owned_transport: httpx.AsyncBaseTransport | None = None
+        send: Sender
         if client is not None:
-            send: Send = _client_sender(client)
+            send = httpx_sender(client=client)
+        elif transport is not None:
+            # An AiohttpTransport (the default, or the caller's own) takes the fast path.
+            if isinstance(transport, AiohttpTransport):
+                send = transport.send_wire
+            else:
+                send = httpx_sender(transport=transport)
         else:
-            if transport is None:
-                transport = self._owned_transport = AiohttpTransport(
-                    max_connections=self.settings.max_connections,
-                    keepalive_seconds=self.settings.keepalive_seconds,
-                )
-            send = transport.handle_async_request
-        self._clock = clock or Clock()
+            self._owned_transport = AiohttpTransport(
+                max_connections=self.settings.max_connections,
+                keepalive_seconds=self.settings.keepalive_seconds,
+            )
+            send = self._owned_transport.send_wire
         self._deliverer = Deliverer(
             send=send,
             clock=self._clock,
@@ -115,7 +126,7 @@ class Dispatcher:
         if self._owned_transport is not None:
             await self._owned_transport.aclose()
         if self._owns_store:
-            await self.store.close()
+            await self.store.inner.close()
 
     # -- products (CONTRACT §4) -------------------------------------------------------------
 
@@ -355,10 +366,3 @@ def _cart_detail(result: object) -> str | None:
 def _require_text(value: object, field: str) -> None:
     if not isinstance(value, str) or not value:
         raise InvalidCall(f"{field} must be a non-empty string")
-
-
-def _client_sender(client: httpx.AsyncClient) -> Send:
-    async def send(request: httpx.Request) -> httpx.Response:
-        return await client.send(request, stream=True, follow_redirects=False)
-
-    return send

@@ -11,11 +11,16 @@ from decimal import Decimal
 from typing import Any
 
 _STRING = json.JSONEncoder(ensure_ascii=False).encode
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
 
 
 def dumps(value: object) -> bytes:
     """Compact UTF-8 JSON; ``Decimal`` is written in plain positional notation."""
-    return _encode(value).encode("utf-8")
+    try:
+        return _COMPACT(value).encode("utf-8")  # the C encoder, for bodies without Decimal
+    except TypeError:
+        return _encode(value).encode("utf-8")
 
 
 def _encode(value: object) -> str:
@@ -37,5 +42,5 @@ def _encode(value: object) -> str:
 
 
 def loads(body: bytes) -> Any:  # noqa: ANN401 - JSON is any shape until validated
-    """Parse with every non-integer number (and NaN/Infinity) as ``Decimal``."""
-    return json.loads(body, parse_float=Decimal, parse_constant=Decimal)
+    """Parse UTF-8 JSON with every non-integer number (and NaN/Infinity) as ``Decimal``."""
+    return _DECODER.decode(body.decode("utf-8"))

@@ -28,6 +28,9 @@ class DispatchSettings(BaseSettings):
     max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     #: Connections kept open across all tenants by the default transport.
     max_connections: int = Field(default=512, ge=1, le=65536)
+    #: Seconds a cached tenant config is served before it is read again: the bound on how
+    #: long another process's save takes to reach this one (0 turns the cache off).
+    config_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     #: Seconds an idle keep-alive connection is kept before it is closed.
     keepalive_seconds: float = Field(default=15.0, gt=0, le=600)
 

@@ -14,7 +14,7 @@ returning it to the pool half-read.
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Final
 
 import aiohttp
@@ -22,7 +22,10 @@ import httpx
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
+from ._wire import WireResponse, read_capped
+
 _CHUNK: Final = 64 * 1024
+_MAX_CACHED_URLS: Final = 10_000
 #: Headers aiohttp computes itself from the URL and the body.
 _DROPPED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -47,6 +50,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._resolver = resolver
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -86,16 +90,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 compress=None,
             )
-        except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise httpx.ReadTimeout(str(exc), request=request) from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise httpx.ReadError(str(exc), request=request) from exc
-        except aiohttp.InvalidURL as exc:
-            raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
         except aiohttp.ClientError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            raise _as_httpx_error(exc, request) from exc
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
@@ -107,11 +103,96 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             },
         )
 
+    async def send_wire(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> WireResponse:
+        """The dispatcher's fast path: no httpx objects, same exceptions as above."""
+        session = self._get_session()
+        target = self._urls.get(url)
+        if target is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            target = self._urls[url] = URL(url)
+        try:
+            response = await session.request(
+                method,
+                target,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                compress=None,
+            )
+        except aiohttp.ClientError as exc:
+            raise _as_httpx_error(exc, None) from exc
+        return _AiohttpWire(response)
+
     async def aclose(self) -> None:
         """Close the session and every pooled connection."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request | None) -> httpx.HTTPError:
+    """aiohttp's failure as the httpx exception a caller of any httpx transport expects."""
+    message = str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return httpx.ReadError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message, request=request)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return httpx.RemoteProtocolError(message, request=request)
+    return httpx.RemoteProtocolError(message, request=request)
+
+
+async def _chunks(
+    response: aiohttp.ClientResponse, request: httpx.Request | None
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            yield chunk
+    except aiohttp.ClientError as exc:
+        raise _as_httpx_error(exc, request) from exc
+
+
+def _release(response: aiohttp.ClientResponse) -> None:
+    """Return a fully read connection to the pool; drop one read only in part."""
+    if response.content.at_eof():
+        response.release()
+    else:
+        response.close()
+
+
+class _AiohttpWire:
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def content_length(self) -> int | None:
+        return self._response.content_length
+
+    async def read(self, cap: int) -> bytes | None:
+        declared = self._response.content_length
+        if declared is not None and declared <= cap:
+            # aiohttp stops at the declared length, so the cap already holds: one read.
+            try:
+                return await self._response.read()
+            except aiohttp.ClientError as exc:
+                raise _as_httpx_error(exc, None) from exc
+        return await read_capped(_chunks(self._response, None), declared, cap)
+
+    async def aclose(self) -> None:
+        _release(self._response)
 
 
 class _AiohttpStream(httpx.AsyncByteStream):
@@ -122,19 +203,9 @@ class _AiohttpStream(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
-        except aiohttp.ClientOSError as exc:
-            raise httpx.ReadError(str(exc), request=self._request) from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc), request=self._request) from exc
+        async for chunk in _chunks(self._response, self._request):
+            yield chunk
 
     async def aclose(self) -> None:
         """Return a fully read connection to the pool; drop one read only in part."""
-        if self._response.content.at_eof():
-            self._response.release()
-        else:
-            self._response.close()
+        _release(self._response)

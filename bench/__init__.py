@@ -1,0 +1,1 @@
+"""Benchmarks: run with ``make bench``; they report, they do not assert timings."""
