@@ -20,7 +20,13 @@ import httpx
 import structlog
 
 from ._results import CONNECT_ERROR, HTTP_STATUS, INVALID_RESPONSE, TIMEOUT, Attempt, Delivery
-from ._signing import ATTEMPT_HEADER, DELIVERY_HEADER, signature_headers
+from ._signing import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    compute_signature,
+)
 from ._version import __version__
 from ._wire import Sender, WireResponse
 
@@ -91,6 +97,12 @@ class Deliverer:
         self._sleep = sleep
         self._cap = max_response_bytes
         self._retry = retry
+        self._get_headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        }
+        self._post_headers = {**self._get_headers, "Content-Type": "application/json"}
 
     async def deliver(
         self,
@@ -162,16 +174,12 @@ class Deliverer:
         started = self._clock.monotonic()
         if budget <= 0:
             return _Outcome(Attempt(number, None, 0.0, TIMEOUT), None)
-        headers = {
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",
-            DELIVERY_HEADER: delivery_id,
-            ATTEMPT_HEADER: str(number),
-            **signature_headers(secret, int(self._clock.wall()), body),
-        }
-        if method == "POST":
-            headers["Content-Type"] = "application/json"
+        timestamp = int(self._clock.wall())
+        headers = self._post_headers.copy() if method == "POST" else self._get_headers.copy()
+        headers[DELIVERY_HEADER] = delivery_id
+        headers[ATTEMPT_HEADER] = str(number)
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
         status: int | None = None
         try:
             async with asyncio.timeout(budget):
