@@ -96,7 +96,7 @@ class Nginx:
                 echo=ECHO_MODULE, tmp=tmp, port=self.port, reply=PRODUCTS_REPLY, affinity=affinity
             )
         )
-        self._process = subprocess.Popen(["nginx", "-c", str(config), "-p", tmp])  # noqa: S603, S607 - a fixed local command
+        self._process = subprocess.Popen(["nginx", "-c", str(config), "-p", tmp])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

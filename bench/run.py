@@ -58,7 +58,9 @@ class Stats:
         return self.cpu_seconds / max(self.calls, 1) * 1e6
 
 
-async def load(call: Call, concurrency: int, seconds: float) -> tuple[list[float], int, float, float]:
+async def load(
+    call: Call, concurrency: int, seconds: float
+) -> tuple[list[float], int, float, float]:
     """Run ``concurrency`` workers calling ``call`` back to back for ``seconds``."""
     latencies: list[float] = []
     errors = 0
@@ -249,12 +251,18 @@ async def tenants(nginx: Nginx, count: int, seconds: float, db_dir: Path) -> dic
 
 
 def write_results(
-    rows: list[Stats], mem: list[tuple[int, float]], ten: dict[str, float] | None, args: argparse.Namespace
+    rows: list[Stats],
+    mem: list[tuple[int, float]],
+    ten: dict[str, float] | None,
+    args: argparse.Namespace,
 ) -> None:
     by = {(r.client, r.endpoint, r.concurrency): r for r in rows}
     cpu_model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     out = [
@@ -283,7 +291,9 @@ def write_results(
         ours, raw = by.get(("dispatcher", "fast", c)), by.get(("raw aiohttp", "fast", c))
         if ours and raw:
             ratio = ours.rps / raw.rps
-            out.append(f"| fast, c={c}: dispatcher ≥ 0.5 × raw aiohttp | {ratio:.2f} × | {'yes' if ratio >= 0.5 else 'no'} |")
+            out.append(
+                f"| fast, c={c}: dispatcher ≥ 0.5 × raw aiohttp | {ratio:.2f} × | {'yes' if ratio >= 0.5 else 'no'} |"
+            )
     slow = by.get(("dispatcher", "100 ms", 256))
     if slow:
         share = slow.rps / 2560
@@ -294,7 +304,9 @@ def write_results(
     ours1, raw1 = by.get(("dispatcher", "fast", 1)), by.get(("raw aiohttp", "fast", 1))
     if ours1 and raw1:
         added = ours1.p50_ms - raw1.p50_ms
-        out.append(f"| c=1: added p50 latency over raw aiohttp ≤ 0.3 ms | {added:.3f} ms | {'yes' if added <= 0.3 else 'no'} |")
+        out.append(
+            f"| c=1: added p50 latency over raw aiohttp ≤ 0.3 ms | {added:.3f} ms | {'yes' if added <= 0.3 else 'no'} |"
+        )
     if mem:
         first, last = mem[0], mem[-1]
         out += [
@@ -341,6 +353,10 @@ def main() -> int:
         db_dir = Path(tmp)
         rows = asyncio.run(core(nginx, args.seconds, db_dir)) if "core" in sections else []
         mem = asyncio.run(memory(nginx, args.memory_calls, db_dir)) if "memory" in sections else []
-        ten = asyncio.run(tenants(nginx, args.tenants, args.seconds, db_dir)) if "tenants" in sections else None
+        ten = (
+            asyncio.run(tenants(nginx, args.tenants, args.seconds, db_dir))
+            if "tenants" in sections
+            else None
+        )
     write_results(rows, mem, ten, args)
     return 0

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import urlsplit
 
+from ._destinations import DestinationPolicy
 from ._exceptions import FieldError, InvalidConfig
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a public prefix, not a secret
@@ -63,6 +64,8 @@ class ConfigRules:
     """Deployment-level rules that change what a valid config is."""
 
     allow_http: bool = False
+    #: The SSRF guard: which hosts a URL may name (literal addresses, numeric tricks).
+    destinations: DestinationPolicy = field(default_factory=DestinationPolicy)
 
 
 def mask_secret(secret: str) -> str:
@@ -120,7 +123,10 @@ def merge_config(
             if required:
                 errors.append(FieldError(name, "is required"))
             continue
-        if (problem := url_problem(value, allow_http=rules.allow_http)) is not None:
+        problem = url_problem(value, allow_http=rules.allow_http)
+        if problem is None:
+            problem = rules.destinations.url_problem(value)  # type: ignore[arg-type]
+        if problem is not None:
             errors.append(FieldError(name, problem))
 
     if (problem := _timeout_problem(new_timeout)) is not None:

@@ -19,7 +19,15 @@ from typing import Final
 import httpx
 import structlog
 
-from ._results import CONNECT_ERROR, HTTP_STATUS, INVALID_RESPONSE, TIMEOUT, Attempt, Delivery
+from ._results import (
+    BLOCKED_DESTINATION,
+    CONNECT_ERROR,
+    HTTP_STATUS,
+    INVALID_RESPONSE,
+    TIMEOUT,
+    Attempt,
+    Delivery,
+)
 from ._signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
@@ -28,7 +36,7 @@ from ._signing import (
     compute_signature,
 )
 from ._version import __version__
-from ._wire import Sender, WireResponse
+from ._wire import BlockedDestination, Sender, WireResponse
 
 USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
 
@@ -181,6 +189,7 @@ class Deliverer:
         headers[TIMESTAMP_HEADER] = str(timestamp)
         headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
         status: int | None = None
+        detail: str | None
         try:
             async with asyncio.timeout(budget):
                 response = await self._send(method, url, headers, body)
@@ -189,8 +198,10 @@ class Deliverer:
                     payload = await self._read_body(response) if status == 200 else None
                 finally:
                     await response.aclose()
+        except BlockedDestination:
+            detail = BLOCKED_DESTINATION
         except (TimeoutError, httpx.TimeoutException):
-            detail: str | None = TIMEOUT
+            detail = TIMEOUT
         except _TooLarge:
             detail = INVALID_RESPONSE
         except (httpx.TransportError, httpx.InvalidURL, OSError):

@@ -14,14 +14,19 @@ from typing import Any, Literal, Self, TypeVar
 
 import httpx
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from . import _cart, _products
 from ._cache import CachedConfigStore
-from ._config import ConfigRules, WebhookConfig
+from ._config import WebhookConfig, url_problem
 from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
+from ._destinations import GuardedResolver
 from ._exceptions import InvalidCall, StoreError
+from ._guards import BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
 from ._results import (
     BLOCKED_DESTINATION,
+    BULKHEAD_FULL,
+    CIRCUIT_OPEN,
     INTERNAL_ERROR,
     NOT_CONFIGURED,
     STORE_ERROR,
@@ -42,6 +47,7 @@ Amount = Decimal | int | float | str
 _log = structlog.get_logger("vizochok_dispatch")
 _R = TypeVar("_R")
 _MAX_LOGGED_PROBLEMS = 20
+_MAX_CACHED_URLS = 10_000
 
 
 class Dispatcher:
@@ -61,6 +67,7 @@ class Dispatcher:
         clock: Clock | None = None,
         sleep: Sleep = asyncio.sleep,
         retry: RetryPolicy | None = None,
+        resolver: AbstractResolver | None = None,
         owns_store: bool = False,
     ) -> None:
         if transport is not None and client is not None:
@@ -72,6 +79,17 @@ class Dispatcher:
             store, ttl_seconds=self.settings.config_cache_seconds, clock=self._clock.monotonic
         )
         self._owns_store = owns_store
+        self._destinations = self.settings.destination_policy()
+        self._destination_problems: dict[str, str | None] = {}
+        self._breakers = Breakers(
+            BreakerPolicy(
+                failure_threshold=self.settings.circuit_failure_threshold,
+                window_seconds=self.settings.circuit_window_seconds,
+                cooldown_seconds=self.settings.circuit_cooldown_seconds,
+            ),
+            on_change=_log_circuit_change,
+        )
+        self._bulkhead = Bulkhead(self.settings.max_in_flight_per_tenant)
         self._owned_transport: httpx.AsyncBaseTransport | None = None
         send: Sender
         if client is not None:
@@ -86,6 +104,8 @@ class Dispatcher:
             self._owned_transport = AiohttpTransport(
                 max_connections=self.settings.max_connections,
                 keepalive_seconds=self.settings.keepalive_seconds,
+                resolver=GuardedResolver(self._destinations, resolver),
+                dns_cache_seconds=self.settings.dns_cache_seconds,
             )
             send = self._owned_transport.send_wire
         self._deliverer = Deliverer(
@@ -104,7 +124,7 @@ class Dispatcher:
         settings = DispatchSettings(**overrides)
         store = SqlConfigStore(
             settings.database_url,
-            rules=ConfigRules(allow_http=settings.allow_http),
+            rules=settings.config_rules(),
             auto_migrate=settings.migrates_automatically(),
         )
         return cls(store, settings=settings, owns_store=True)
@@ -283,6 +303,28 @@ class Dispatcher:
             deadline=deadline,
         )
 
+    # -- health ------------------------------------------------------------------------------
+
+    def circuit_states(self, tenant_id: str) -> dict[str, str]:
+        """Each of the tenant's webhooks' circuit (``closed``, ``open``, ``half_open``)."""
+        states = dict.fromkeys(("products", "cart", "cart_get"), "closed")
+        states.update({k: str(v) for k, v in self._breakers.states(tenant_id).items()})
+        return states
+
+    def _destination_problem(self, url: str) -> str | None:
+        """The per-attempt SSRF check that needs no DNS (cached per URL)."""
+        try:
+            return self._destination_problems[url]
+        except KeyError:
+            pass
+        problem = url_problem(url, allow_http=self.settings.allow_http)
+        if problem is None:
+            problem = self._destinations.url_problem(url)
+        if len(self._destination_problems) >= _MAX_CACHED_URLS:
+            self._destination_problems.clear()
+        self._destination_problems[url] = problem
+        return problem
+
     # -- the one path every webhook takes ---------------------------------------------------
 
     async def _call(
@@ -303,17 +345,29 @@ class Dispatcher:
             method, url, body = target(config) if config is not None else ("", None, b"")
             if config is None or url is None:
                 return _failed(log, on_failure, NOT_CONFIGURED, None), None
-            if url.startswith("http://") and not self.settings.allow_http:
+            if self._destination_problem(url) is not None:
                 return _failed(log, on_failure, BLOCKED_DESTINATION, None), None
-            delivery = await self._deliverer.deliver(
-                method=method,
-                url=url,
-                body=body,
-                secret=config.secret,
-                timeout_seconds=config.timeout_seconds,
-                deadline_at=deadline_at,
-                log=log,
-            )
+            key = (tenant_id, webhook, url)
+            if not self._bulkhead.try_enter(tenant_id):
+                return _failed(log, on_failure, BULKHEAD_FULL, None), None
+            if not self._breakers.admit(key, self._clock.monotonic()):
+                self._bulkhead.leave(tenant_id)
+                return _failed(log, on_failure, CIRCUIT_OPEN, None), None
+            down = True  # a cancelled call counts against the endpoint
+            try:
+                delivery = await self._deliverer.deliver(
+                    method=method,
+                    url=url,
+                    body=body,
+                    secret=config.secret,
+                    timeout_seconds=config.timeout_seconds,
+                    deadline_at=deadline_at,
+                    log=log,
+                )
+                down = self._breakers.policy.counts_as_down(delivery)
+            finally:
+                self._bulkhead.leave(tenant_id)
+                self._breakers.record(key, self._clock.monotonic(), down=down)
             if delivery.body is None:
                 detail = delivery.failure or INTERNAL_ERROR
                 return _failed(log, on_failure, detail, delivery), delivery
@@ -342,6 +396,17 @@ class Dispatcher:
                 count=len(problems),
             )
         return result, delivery
+
+
+def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitState) -> None:
+    tenant_id, webhook, _url = key
+    _log.warning(
+        "webhook.circuit",
+        tenant_id=tenant_id,
+        webhook=webhook,
+        state=str(after),
+        previous=str(before),
+    )
 
 
 def _failed(

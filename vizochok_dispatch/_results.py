@@ -117,3 +117,7 @@ class Delivery:
 #: Details for failures on our side of the wire; the customer still sees a normal failure.
 STORE_ERROR: Final = "store_error"
 INTERNAL_ERROR: Final = "internal_error"
+#: The endpoint's circuit is open after repeated failures; nothing was sent.
+CIRCUIT_OPEN: Final = "circuit_open"
+#: The tenant already has its maximum of calls in flight; nothing was sent.
+BULKHEAD_FULL: Final = "bulkhead_full"

@@ -6,8 +6,13 @@ so tests and several dispatchers in one process never share hidden state.
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ._config import ConfigRules
+from ._destinations import DestinationPolicy, parse_networks
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./vizochok.db"
 
@@ -24,15 +29,44 @@ class DispatchSettings(BaseSettings):
     auto_migrate: bool | None = None
     #: Accept plain ``http://`` webhook URLs (local development, loopback tests).
     allow_http: bool = False
+    #: Networks webhook URLs may reach although they are not public, as comma-separated
+    #: CIDRs (``127.0.0.0/8,::1/128`` for local development). Everything else non-public is
+    #: blocked; there is deliberately no switch that turns the guard off.
+    allowed_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = ()
     #: Cap on a webhook's response body; a larger one is ``invalid_response``.
     max_response_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     #: Connections kept open across all tenants by the default transport.
     max_connections: int = Field(default=512, ge=1, le=65536)
+    #: Failures (timeouts, connection failures, 5xx) within the window that open an
+    #: endpoint's circuit; 0 never opens it.
+    circuit_failure_threshold: int = Field(default=5, ge=0, le=10_000)
+    circuit_window_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: Seconds an open circuit fails fast before one probe is let through.
+    circuit_cooldown_seconds: float = Field(default=15.0, gt=0, le=3600)
+    #: Calls one tenant may have in flight at once; more fail at once (``bulkhead_full``).
+    max_in_flight_per_tenant: int = Field(default=128, ge=1, le=65536)
     #: Seconds a cached tenant config is served before it is read again: the bound on how
     #: long another process's save takes to reach this one (0 turns the cache off).
     config_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    #: Seconds a (checked) DNS answer is reused; 0 resolves and checks on every connection.
+    dns_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
     #: Seconds an idle keep-alive connection is kept before it is closed.
     keepalive_seconds: float = Field(default=15.0, gt=0, le=600)
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_networks(value)
+        return value
+
+    def destination_policy(self) -> DestinationPolicy:
+        """The SSRF guard these settings describe."""
+        return DestinationPolicy(allowed_networks=tuple(self.allowed_networks))
+
+    def config_rules(self) -> ConfigRules:
+        """The config validation rules these settings describe."""
+        return ConfigRules(allow_http=self.allow_http, destinations=self.destination_policy())
 
     def migrates_automatically(self) -> bool:
         """Whether the store should run migrations itself when it opens."""

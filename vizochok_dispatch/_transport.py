@@ -22,7 +22,8 @@ import httpx
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from ._wire import WireResponse, read_capped
+from ._destinations import BlockedAddressError
+from ._wire import BlockedDestination, WireResponse, read_capped
 
 _CHUNK: Final = 64 * 1024
 _MAX_CACHED_URLS: Final = 10_000
@@ -43,11 +44,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         max_connections: int = 512,
         keepalive_seconds: float = 15.0,
         resolver: AbstractResolver | None = None,
+        dns_cache_seconds: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
         self._resolver = resolver
+        self._dns_cache_seconds = dns_cache_seconds
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
@@ -59,6 +62,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive_seconds,
                 resolver=self._resolver,
+                use_dns_cache=self._dns_cache_seconds > 0,
+                ttl_dns_cache=int(self._dns_cache_seconds) or None,
                 ssl=self._ssl,
                 enable_cleanup_closed=False,
             )
@@ -136,6 +141,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 def _as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request | None) -> httpx.HTTPError:
     """aiohttp's failure as the httpx exception a caller of any httpx transport expects."""
     message = str(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, BlockedAddressError
+    ):
+        return BlockedDestination(str(exc.os_error), request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return httpx.ConnectError(message, request=request)
     if isinstance(exc, aiohttp.ServerTimeoutError):

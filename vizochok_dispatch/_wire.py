@@ -18,6 +18,10 @@ import httpx
 _MAX_CACHED_URLS: Final = 10_000
 
 
+class BlockedDestination(httpx.ConnectError):
+    """The SSRF guard refused every address the host resolved to; nothing was sent."""
+
+
 class WireResponse(Protocol):
     """A response whose body has not been read yet."""
 

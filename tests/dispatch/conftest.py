@@ -11,7 +11,6 @@ import respx
 
 from tests.support.fakes import FakeTime
 from vizochok_dispatch import (
-    ConfigRules,
     Dispatcher,
     DispatchSettings,
     InMemoryConfigStore,
@@ -55,6 +54,9 @@ async def dispatcher(router: respx.Router, fake_time: FakeTime) -> AsyncIterator
         yield instance
 
 
+#: What the loopback tests allow, as the settings' comma-separated CIDRs.
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"
+
 LoopbackFactory = Callable[..., Awaitable[Dispatcher]]
 
 
@@ -72,7 +74,12 @@ async def loopback_dispatcher() -> AsyncIterator[LoopbackFactory]:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         **settings: object,
     ) -> Dispatcher:
-        store = InMemoryConfigStore(rules=ConfigRules(allow_http=True))
+        loopback = DispatchSettings(
+            allow_http=True,
+            allowed_networks=LOOPBACK_NETWORKS,
+            **settings,  # type: ignore[arg-type]
+        )
+        store = InMemoryConfigStore(rules=loopback.config_rules())
         await store.save_config(
             "t1",
             products_url=products_url,
@@ -83,7 +90,7 @@ async def loopback_dispatcher() -> AsyncIterator[LoopbackFactory]:
         )
         instance = Dispatcher(
             store,
-            settings=DispatchSettings(allow_http=True, **settings),  # type: ignore[arg-type]
+            settings=loopback,
             sleep=sleep or asyncio.sleep,
         )
         made.append(await instance.__aenter__())

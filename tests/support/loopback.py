@@ -96,24 +96,25 @@ class LoopbackServer:
     """Serves ``handler`` on 127.0.0.1:<free port> until ``stop``."""
 
     handler: Handler
+    host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    _port: int = 0
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     async def start(self) -> LoopbackServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, self.host, 0)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+        return self._port
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -169,9 +170,9 @@ async def _read_request(reader: asyncio.StreamReader) -> Received | None:
 
 
 @contextlib.asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[LoopbackServer]:
+async def serve(handler: Handler, host: str = "127.0.0.1") -> AsyncIterator[LoopbackServer]:
     """``async with serve(handler) as server:`` — started, and always stopped."""
-    server = await LoopbackServer(handler).start()
+    server = await LoopbackServer(handler, host=host).start()
     try:
         yield server
     finally:
