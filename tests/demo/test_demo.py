@@ -1,0 +1,62 @@
+"""``python -m vizochok_dispatch.demo`` runs end to end and its checks really check."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from vizochok_dispatch.demo import _shop, run_demo
+
+pytestmark = pytest.mark.loopback
+
+KEY_LINES = [
+    "== 1. Product check at fresh-market",
+    "unavailable kefir-003",
+    "52.00 -> 42.00 (-19%)",
+    'add 1 x kefir-003 (out of stock) -> {"ok": false, "reason": "out_of_stock"}',
+    "attempt 1: HTTP 503",
+    "attempt 2: HTTP 200",
+    "cut off after 1.",
+    "failure=timeout",
+    "load again -> loaded=True, 0 items",
+    "HTTP 401",
+]
+
+
+def test_the_demo_module_exits_0_with_a_full_transcript(tmp_path: Path) -> None:
+    """The real entry point: exit 0, every step shown, no failed check, SQLite file kept."""
+    completed = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [sys.executable, "-m", "vizochok_dispatch.demo", "--db-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=90,
+        check=False,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    transcript = completed.stdout
+    assert completed.returncode == 0, transcript + completed.stderr
+    for line in KEY_LINES:
+        assert line in transcript
+    assert "✗" not in transcript
+    assert transcript.rstrip().endswith(" passed, 0 failed")
+    assert (tmp_path / "vizochok.db").is_file()
+    assert completed.stderr == ""
+
+
+async def test_the_demo_fails_when_the_tenant_breaks_the_contract(monkeypatch) -> None:
+    """The demo's checks bite: with kefir in stock, its out-of-stock checks fail and it exits 1."""
+    kefir = dataclasses.replace(_shop.CATALOG["kefir-003"], stock=5, price=Decimal("38.50"))
+    monkeypatch.setitem(_shop.CATALOG, "kefir-003", kefir)
+    lines: list[str] = []
+    assert await run_demo(lines.append) == 1
+    failed = [line for line in lines if "✗" in line]
+    assert any("out of stock (kefir-003)" in line for line in failed)
+    assert any("refusal reason is passed on" in line for line in failed)
+    assert lines[-1].endswith("failed") and not lines[-1].endswith(" 0 failed")

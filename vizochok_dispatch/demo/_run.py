@@ -1,0 +1,309 @@
+"""The demo scenario: the real dispatcher calls real tenant backends over 127.0.0.1.
+
+Each step prints what happened and checks it against the contract; the exit status is 0
+only when every check held, so the demo doubles as an end-to-end test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+
+from .. import (
+    CartResult,
+    Dispatcher,
+    ProductsResult,
+    WebhookConfig,
+    signature_headers,
+)
+from ..receiver.testing import serve_on_loopback
+from ._shop import CATALOG, FLAKY, FRESH, HUNG, TenantBackends
+from ._transcript import Transcript, library_logs_into
+
+STORE, SESSION = "store-1", "chat-42"
+PRODUCTS, CART, CART_ITEMS = (
+    "/api/vizochok/check-products",
+    "/api/vizochok/cart",
+    "/api/vizochok/cart/items",
+)
+HUNG_TIMEOUT_SECONDS = 1.0
+
+
+def _loopback_overrides() -> dict[str, str]:
+    """Let the dispatcher reach 127.0.0.1: loopback on the SSRF allow-list."""
+    return {"allowed_networks": "127.0.0.0/8,::1/128"}
+
+
+def _name(sku: str) -> str:
+    item = CATALOG.get(sku)
+    return item.name if item else "(not in the catalog)"
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def _payload(result: CartResult) -> str:
+    return json.dumps(result.as_payload())
+
+
+async def run_demo(
+    write: Callable[[str], None] = print, *, database_dir: Path | None = None
+) -> int:
+    """Run every step; 0 when the contract held throughout, 1 otherwise."""
+    transcript = Transcript(write)
+    backends = TenantBackends()
+    with tempfile.TemporaryDirectory(prefix="vizochok-demo-") as scratch:
+        folder = database_dir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        database_url = f"sqlite+aiosqlite:///{folder / 'vizochok.db'}"
+        transcript.emit("VIZOCHOK dispatch demo: the real dispatcher calling tenant backends")
+        transcript.emit("built on vizochok_dispatch.receiver, over 127.0.0.1")
+        with library_logs_into(transcript):
+            async with serve_on_loopback(backends.app()) as base:
+                try:
+                    dispatcher = Dispatcher.from_database_url(
+                        database_url, allow_http=True, **_loopback_overrides()
+                    )
+                    async with dispatcher:
+                        await _scenario(transcript, dispatcher, backends, base, database_url)
+                finally:
+                    backends.hung.released.set()  # let the hung handler end before shutdown
+    shown = "\n".join(transcript.lines)
+    transcript.heading("Summary")
+    transcript.check(
+        all(secret not in shown for secret in backends.secrets.values()),
+        "no secret appears anywhere in this transcript (logs included)",
+    )
+    transcript.emit()
+    transcript.emit(f"{transcript.passed} passed, {len(transcript.failed)} failed")
+    return 0 if transcript.ok else 1
+
+
+async def _scenario(
+    t: Transcript, dispatcher: Dispatcher, backends: TenantBackends, base: str, database_url: str
+) -> None:
+    t.heading("Setup")
+    t.say(f"tenant backends: {base}/<tenant>/api/vizochok/... (uvicorn, this process)")
+    t.say(f"config store:    {database_url}")
+    configs: dict[str, WebhookConfig] = {}
+    for tenant, timeout in ((FRESH, 5.0), (FLAKY, 5.0), (HUNG, HUNG_TIMEOUT_SECONDS)):
+        prefix = f"{base}/{tenant}"
+        configs[tenant] = await dispatcher.store.save_config(
+            tenant,
+            products_url=prefix + PRODUCTS,
+            cart_url=prefix + CART,
+            cart_get_url=prefix + CART_ITEMS if tenant == FRESH else None,
+            timeout_seconds=timeout,
+        )
+        backends.secrets[tenant] = configs[tenant].secret
+        t.say(
+            f"saved {tenant}: secret {configs[tenant].masked_secret} (generated), "
+            f"timeout {timeout:g} s"
+        )
+    t.check(
+        all(c.secret.startswith("whsec_") for c in configs.values()),
+        "a secret is generated on the first save (CONTRACT §1)",
+    )
+
+    await _products(t, dispatcher, backends)
+    await _cart(t, dispatcher, backends)
+    await _forged(t, backends, base)
+    await _retry(t, dispatcher, backends)
+    await _hung(t, dispatcher)
+
+
+async def _products(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends) -> None:
+    asked = ["milk-001", "milk-002", "kefir-003", "bread-042", "caviar-999", "milk-001"]
+    t.heading(f"1. Product check at {FRESH}")
+    t.say("asked for: " + ", ".join(asked))
+    result = await dispatcher.check_products(FRESH, skus=asked, store_id=STORE)
+    _show_offers(t, result)
+    t.check(
+        [o.sku for o in result.available] == ["milk-001", "milk-002", "bread-042"],
+        "available products come back in the order asked, repeats folded (CONTRACT §4)",
+    )
+    t.check(
+        result.unavailable == ("kefir-003", "caviar-999"),
+        "out of stock (kefir-003) and unknown (caviar-999) SKUs are unavailable",
+    )
+    promo = next((o for o in result.available if o.sku == "milk-002"), None)
+    t.check(
+        promo is not None and promo.promo_price == Decimal("42.00") and promo.promo_label == "-19%",
+        "the promotion comes through: 52.00 -> 42.00, label -19%",
+    )
+    t.check(
+        all(isinstance(o.price, Decimal) for o in result.available)
+        and str(result.available[0].price) == "45.90",
+        "money is Decimal end to end (45.90 stays 45.90)",
+    )
+    t.check(len(backends.fresh.products_deliveries) == 1, "the tenant was called once")
+
+
+def _show_offers(t: Transcript, result: ProductsResult) -> None:
+    for offer in result.available:
+        price = _money(offer.price)
+        if offer.promo_price is not None:
+            price = f"{price} -> {_money(offer.promo_price)} ({offer.promo_label})"
+        t.say(f"  available   {offer.sku:<11} {_name(offer.sku):<22} {price}")
+    for sku in result.unavailable:
+        t.say(f"  unavailable {sku:<11} {_name(sku)}")
+
+
+async def _cart(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends) -> None:
+    t.heading(f"2. Cart operations at {FRESH} (session {SESSION})")
+    d, store, session = dispatcher, STORE, SESSION
+
+    def add(sku: str, quantity: str) -> Awaitable[CartResult]:
+        price = str(CATALOG[sku].price)
+        return d.cart_add(
+            FRESH,
+            store_id=store,
+            session_id=session,
+            sku=sku,
+            name=_name(sku),
+            quantity=quantity,
+            price=price,
+        )
+
+    steps: list[tuple[str, Callable[[], Awaitable[CartResult]]]] = [
+        ("add 2 x milk-001 at 45.90", lambda: add("milk-001", "2")),
+        ("add 1.25 kg apples-kg at 54.90", lambda: add("apples-kg", "1.25")),
+        ("add 1 x bread-042 at 32.00", lambda: add("bread-042", "1")),
+        (
+            "update milk-001 to 3",
+            lambda: d.cart_update(
+                FRESH, store_id=store, session_id=session, sku="milk-001", quantity=3
+            ),
+        ),
+        (
+            "remove bread-042",
+            lambda: d.cart_remove(FRESH, store_id=store, session_id=session, sku="bread-042"),
+        ),
+    ]
+    answers = []
+    for label, call in steps:
+        result = await call()
+        answers.append(result.as_payload())
+        t.say(f"{label:<32} -> {_payload(result)}")
+    t.check(answers == [{"ok": True}] * len(steps), "add, update and remove are accepted")
+
+    refused = await add("kefir-003", "1")
+    t.say(f"{'add 1 x kefir-003 (out of stock)':<32} -> {_payload(refused)}")
+    t.check(
+        refused.as_payload() == {"ok": False, "reason": "out_of_stock"},
+        "the tenant's refusal reason is passed on as given (CONTRACT §5)",
+    )
+
+    t.heading(f"3. Cart load at {FRESH}")
+    loaded = await d.load_cart(FRESH, store_id=store, session_id=session)
+    for item in loaded.items:
+        unit = f" {item.unit}" if item.unit else " x"
+        t.say(f"  {item.sku:<11} {item.name:<22} {item.quantity}{unit} at {_money(item.price)}")
+    t.check(
+        loaded.loaded
+        and [(i.sku, i.quantity) for i in loaded.items]
+        == [("milk-001", Decimal(3)), ("apples-kg", Decimal("1.25"))],
+        "the loaded cart is what the operations left: 3 milk, 1.25 kg apples (CONTRACT §6)",
+    )
+    cleared = await d.cart_clear(FRESH, store_id=store, session_id=session)
+    t.say(f"clear -> {_payload(cleared)}")
+    empty = await d.load_cart(FRESH, store_id=store, session_id=session)
+    t.say(f"load again -> loaded={empty.loaded}, {len(empty.items)} items")
+    t.check(
+        cleared.ok and empty.loaded and empty.items == (),
+        "after clear the cart loads as empty, and is known to be empty",
+    )
+    unknown = await d.load_cart(HUNG, store_id=store, session_id=session)
+    t.say(f"load at {HUNG} (no cart_get_url) -> loaded={unknown.loaded}, {unknown.failure}")
+    t.check(
+        not unknown.loaded and unknown.failure == "not_configured",
+        "an unconfigured cart GET reads as unknown, never as an empty cart",
+    )
+    t.check(backends.fresh.cart_calls == 7, "the tenant's cart code ran once per call (7 calls)")
+
+
+async def _forged(t: Transcript, backends: TenantBackends, base: str) -> None:
+    t.heading(f"4. A forged cart call to {FRESH} (signed with the wrong secret)")
+    body = b'{"action":"clear","store_id":"store-1","session_id":"victim"}'
+    headers = {
+        "Content-Type": "application/json",
+        "X-VIZOCHOK-Delivery": "forged-0001",
+        **signature_headers("whsec_an_attackers_guess_000000", int(time.time()), body),
+    }
+    calls_before = backends.fresh.cart_calls
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{base}/{FRESH}{CART}", content=body, headers=headers)
+    t.say(f"HTTP {response.status_code} {response.text}")
+    t.check(
+        response.status_code == 401 and response.json().get("error") == "signature_mismatch",
+        "the receiver kit refuses it with 401 and a JSON reason",
+    )
+    t.check(backends.fresh.cart_calls == calls_before, "the tenant's cart code never ran")
+
+
+async def _retry(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends) -> None:
+    t.heading(f"5. Product check at {FLAKY}: 503 once, then 200")
+    started = time.monotonic()
+    result, delivery = await dispatcher.check_products_with_delivery(
+        FLAKY, skus=["milk-001", "bread-042"], store_id=STORE
+    )
+    elapsed = time.monotonic() - started
+    attempts = delivery.attempts if delivery else ()
+    for attempt in attempts:
+        t.say(f"attempt {attempt.number}: HTTP {attempt.status} after {attempt.elapsed_ms:.0f} ms")
+    available = ", ".join(o.sku for o in result.available)
+    t.say(f"result: {available} available; whole call {elapsed:.2f} s")
+    t.check([a.status for a in attempts] == [503, 200], "a 5xx is retried once (CONTRACT §3)")
+    # asyncio may wake a timer up to its clock resolution early; 0.95 s still proves the wait
+    t.check(elapsed >= 0.95, "the retry waited the contract's 1 s")
+    ids = backends.flaky.products_deliveries
+    t.check(len(ids) == 2 and ids[0] == ids[1], "both attempts carried the same delivery id")
+    t.check(result.ok and len(result.available) == 2, "the second answer is the result")
+
+
+async def _hung(t: Transcript, dispatcher: Dispatcher) -> None:
+    t.heading(f"6. Product check at {HUNG}: the endpoint never answers")
+    t.say(f"{HUNG} is configured with timeout_seconds={HUNG_TIMEOUT_SECONDS}")
+    started = time.monotonic()
+    result, delivery = await dispatcher.check_products_with_delivery(
+        HUNG, skus=["milk-001", "bread-042"], store_id=STORE
+    )
+    elapsed = time.monotonic() - started
+    t.say(f"cut off after {elapsed:.2f} s: failure={result.failure}")
+    t.say(f"unavailable: {', '.join(result.unavailable)}")
+    t.check(result.failure == "timeout", "no answer within timeout_seconds is a timeout failure")
+    t.check(
+        HUNG_TIMEOUT_SECONDS * 0.9 <= elapsed < HUNG_TIMEOUT_SECONDS + 1.5,
+        f"the call ended at its {HUNG_TIMEOUT_SECONDS:g} s limit, not later",
+    )
+    t.check(delivery is not None and len(delivery.attempts) == 1, "a timeout is not retried")
+    t.check(
+        result.unavailable == ("milk-001", "bread-042") and not result.available,
+        "on a failure every requested SKU is unavailable (CONTRACT §4)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m vizochok_dispatch.demo [--db-dir DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m vizochok_dispatch.demo", description=__doc__)
+    parser.add_argument(
+        "--db-dir",
+        type=Path,
+        default=None,
+        help="keep the SQLite config store in DIR (default: a temporary directory)",
+    )
+    args = parser.parse_args(argv)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if callable(reconfigure):
+        reconfigure(errors="backslashreplace")
+    return asyncio.run(run_demo(print, database_dir=args.db_dir))

@@ -1,0 +1,358 @@
+"""Starlette glue: the three tenant endpoints around the tenant's three callbacks.
+
+Each request goes the same way, and stops at the first refusal with a JSON error body::
+
+    read the raw body (413 past the cap) -> verify signature and timestamp (401)
+    -> validate body or query (422) -> [cart: claim the delivery id (400, 409, or replay)]
+    -> callback (503 on RetryLater, 500 on a crash) -> 200 with the contract's shape
+
+The verifier and the models know nothing of Starlette; only this module does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, TypeVar
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from .. import _json
+from .._signing import DELIVERY_HEADER
+from . import _parse
+from ._errors import VerificationError
+from ._idempotency import IdempotencyStore, InMemoryIdempotencyStore, StoredResponse
+from ._models import (
+    CartLine,
+    CartOperation,
+    CartQuery,
+    CartReply,
+    Product,
+    ProductsQuery,
+    cart_items_body,
+    products_body,
+)
+from ._verify import (
+    DEFAULT_TOLERANCE_SECONDS,
+    VerifiedRequest,
+    normalise_secrets,
+    verify_request,
+)
+
+ProductsHandler = Callable[[ProductsQuery], Awaitable[Iterable[Product]]]
+CartHandler = Callable[[CartOperation], Awaitable[CartReply]]
+LoadCartHandler = Callable[[CartQuery], Awaitable[Iterable[CartLine]]]
+#: A secret, a list of secrets (current first), or a function read on every request so a
+#: secret can be rolled in a running server.
+SecretSource = str | Sequence[str] | Callable[[], str | Sequence[str]]
+
+#: The paths the public docs use (seed 000).
+DEFAULT_PRODUCTS_PATH: Final = "/api/vizochok/check-products"
+DEFAULT_CART_PATH: Final = "/api/vizochok/cart"
+DEFAULT_CART_ITEMS_PATH: Final = "/api/vizochok/cart/items"
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+REPLAY_HEADER: Final = "Idempotent-Replay"
+
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_log = structlog.get_logger("vizochok_dispatch.receiver")
+_T = TypeVar("_T")
+
+
+class RetryLater(Exception):
+    """Raise from a callback to answer 503: VIZOCHOK retries once, with the same delivery id."""
+
+
+class _Refusal(Exception):
+    """An answer other than 200, with its JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+    def response(self) -> Response:
+        body = {"error": self.code, "message": str(self), **self.extra}
+        return _json_response(self.status, _json.dumps(body))
+
+
+def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Receiver:
+    secret: SecretSource
+    check_products: ProductsHandler
+    cart_operation: CartHandler
+    load_cart: LoadCartHandler | None
+    tolerance: float
+    clock: Callable[[], float]
+    idempotency: IdempotencyStore
+    max_body_bytes: int
+
+    # -- the three endpoints ---------------------------------------------------------------
+
+    async def products(self, request: Request) -> Response:
+        """POST products_url (CONTRACT §4)."""
+        try:
+            body = await self._read_body(request)
+            verified = self._verify(request, body)
+            query = _parse.products_query(_parse.load_json(body), verified.delivery_id)
+            products = await self._run(self.check_products(query), request, verified.delivery_id)
+            return _json_response(200, products_body(_all(products, Product, "check_products")))
+        except _Refusal as refusal:
+            return self._refused(request, refusal)
+        except _parse.InvalidRequest as exc:
+            return self._refused(request, _invalid(exc))
+
+    async def cart(self, request: Request) -> Response:
+        """POST cart_url (CONTRACT §5), idempotent per delivery id."""
+        try:
+            body = await self._read_body(request)
+            verified = self._verify(request, body)
+            delivery_id = _required_delivery_id(verified)
+            operation = _parse.cart_operation(_parse.load_json(body), delivery_id)
+            return await self._cart_once(request, operation, delivery_id, body)
+        except _Refusal as refusal:
+            return self._refused(request, refusal)
+        except _parse.InvalidRequest as exc:
+            return self._refused(request, _invalid(exc))
+
+    async def cart_items(self, request: Request) -> Response:
+        """GET cart_get_url (CONTRACT §6), signed over the empty body."""
+        load_cart = self.load_cart
+        if load_cart is None:  # the route is only added with a callback
+            return _Refusal(404, "not_found", "this receiver does not load carts").response()
+        try:
+            body = await self._read_body(request)
+            verified = self._verify(request, body)
+            query = _parse.cart_query(request.query_params.multi_items(), verified.delivery_id)
+            lines = await self._run(load_cart(query), request, verified.delivery_id)
+            return _json_response(200, cart_items_body(_all(lines, CartLine, "load_cart")))
+        except _Refusal as refusal:
+            return self._refused(request, refusal)
+        except _parse.InvalidRequest as exc:
+            return self._refused(request, _invalid(exc))
+
+    # -- the shared steps ------------------------------------------------------------------
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The raw body, refused past the cap before it is all in memory."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _Refusal(413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _Refusal(413, "body_too_large", f"body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _verify(self, request: Request, body: bytes) -> VerifiedRequest:
+        try:
+            secrets = normalise_secrets(self.secret() if callable(self.secret) else self.secret)
+        except Exception as exc:
+            # Only the type: a secret source's own message might quote what it read.
+            _log.error(
+                "receiver.misconfigured", path=request.url.path, error_type=type(exc).__name__
+            )
+            raise _Refusal(
+                500, "receiver_misconfigured", "the receiver has no usable secret"
+            ) from None
+        try:
+            verified = verify_request(
+                request.headers, body, secrets, tolerance=self.tolerance, now=self.clock()
+            )
+        except VerificationError as exc:
+            raise _Refusal(401, exc.code, str(exc)) from None
+        if verified.secret_index > 0:
+            _log.info(
+                "receiver.older_secret_used",
+                path=request.url.path,
+                secret_index=verified.secret_index,
+                delivery_id=verified.delivery_id,
+            )
+        return verified
+
+    async def _run(self, call: Awaitable[_T], request: Request, delivery_id: str | None) -> _T:
+        """Await a callback; its failures become 503 (retry) or 500, never a traceback page."""
+        try:
+            return await call
+        except RetryLater as exc:
+            _log.info("receiver.retry_later", path=request.url.path, delivery_id=delivery_id)
+            raise _Refusal(503, "retry_later", str(exc) or "temporarily unavailable") from None
+        except Exception as exc:
+            _log.exception(
+                "receiver.callback_failed",
+                path=request.url.path,
+                delivery_id=delivery_id,
+                error_type=type(exc).__name__,
+            )
+            raise _Refusal(500, "internal_error", "the tenant's handler failed") from None
+
+    async def _cart_once(
+        self, request: Request, operation: CartOperation, delivery_id: str, body: bytes
+    ) -> Response:
+        """Run ``operation`` at most once per delivery id, replaying its first answer."""
+        fingerprint = _fingerprint(request.url.path, body)
+        claim = await self.idempotency.claim(delivery_id, fingerprint)
+        if claim.state == "replay" and claim.response is not None:
+            _log.info("receiver.replayed", path=request.url.path, delivery_id=delivery_id)
+            stored = claim.response
+            return _json_response(stored.status_code, stored.body, {REPLAY_HEADER: "true"})
+        if claim.state == "conflict":
+            raise _Refusal(
+                409, "delivery_id_reused", "this delivery id was already used for another body"
+            )
+        if claim.state != "new":
+            raise _Refusal(409, "delivery_in_progress", "this delivery id is still being handled")
+        try:
+            reply = _cart_reply(
+                await self._run(self.cart_operation(operation), request, delivery_id)
+            )
+        except BaseException:
+            await self.idempotency.release(delivery_id, fingerprint)
+            raise
+        answer = StoredResponse(200, _json.dumps(reply.as_json()))
+        await self.idempotency.complete(delivery_id, fingerprint, answer)
+        return _json_response(answer.status_code, answer.body)
+
+    def _refused(self, request: Request, refusal: _Refusal) -> Response:
+        # The delivery id is unsigned input: logged only when it has the expected form.
+        delivery_id = request.headers.get(DELIVERY_HEADER)
+        if delivery_id is not None and not _DELIVERY_ID.fullmatch(delivery_id):
+            delivery_id = "<malformed>"
+        _log.warning(
+            "receiver.refused",
+            path=request.url.path,
+            status=refusal.status,
+            reason=refusal.code,
+            delivery_id=delivery_id,
+        )
+        return refusal.response()
+
+
+def _required_delivery_id(verified: VerifiedRequest) -> str:
+    """A cart operation cannot be made idempotent without a well-formed delivery id."""
+    delivery_id = verified.delivery_id
+    if delivery_id is None or not _DELIVERY_ID.fullmatch(delivery_id):
+        raise _Refusal(
+            400,
+            "missing_delivery_id",
+            f"a cart operation needs one {DELIVERY_HEADER} header "
+            "(letters, digits and ._:- only, at most 200)",
+        )
+    return delivery_id
+
+
+def _cart_reply(reply: object) -> CartReply:
+    if not isinstance(reply, CartReply):
+        raise _Refusal(500, "internal_error", "cart_operation must return a CartReply")
+    return reply
+
+
+def _invalid(exc: _parse.InvalidRequest) -> _Refusal:
+    fields = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return _Refusal(422, "invalid_request", str(exc), fields=fields)
+
+
+def _all(values: Iterable[_T], kind: type[_T], callback: str) -> list[_T]:
+    """The callback's result as a list, each value of ``kind``; anything else is a 500."""
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise _Refusal(500, "internal_error", f"{callback} must return a list of {kind.__name__}")
+    items = list(values)
+    if not all(isinstance(item, kind) for item in items):
+        raise _Refusal(500, "internal_error", f"{callback} must return {kind.__name__} values")
+    return items
+
+
+def _fingerprint(path: str, body: bytes) -> str:
+    """What makes two requests "the same operation": the endpoint and the exact body."""
+    return hashlib.sha256(path.encode("utf-8") + b"\n" + body).hexdigest()
+
+
+def receiver_routes(
+    *,
+    secret: SecretSource,
+    check_products: ProductsHandler,
+    cart_operation: CartHandler,
+    load_cart: LoadCartHandler | None,
+    products_path: str = DEFAULT_PRODUCTS_PATH,
+    cart_path: str = DEFAULT_CART_PATH,
+    cart_items_path: str = DEFAULT_CART_ITEMS_PATH,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    clock: Callable[[], float] = time.time,
+    idempotency: IdempotencyStore | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> list[BaseRoute]:
+    """The webhook routes, to add to an existing Starlette or FastAPI app.
+
+    ``load_cart=None`` serves no cart GET (when ``cart_get_url`` is not configured).
+    ``clock`` gives the receiver's wall time in seconds (inject one in tests).
+    """
+    if not callable(secret):
+        normalise_secrets(secret)  # fail at start-up, not on the first request
+    if max_body_bytes < 1:
+        raise ValueError("max_body_bytes must be at least 1")
+    if isinstance(tolerance, bool) or not 0 <= tolerance < math.inf:
+        raise ValueError("tolerance must be a finite number of seconds, at least 0")
+    receiver = _Receiver(
+        secret=secret,
+        check_products=check_products,
+        cart_operation=cart_operation,
+        load_cart=load_cart,
+        tolerance=tolerance,
+        clock=clock,
+        idempotency=idempotency if idempotency is not None else InMemoryIdempotencyStore(),
+        max_body_bytes=max_body_bytes,
+    )
+    routes: list[BaseRoute] = [
+        Route(products_path, receiver.products, methods=["POST"]),
+        Route(cart_path, receiver.cart, methods=["POST"]),
+    ]
+    if load_cart is not None:
+        routes.append(Route(cart_items_path, receiver.cart_items, methods=["GET"]))
+    return routes
+
+
+def create_receiver_app(
+    *,
+    secret: SecretSource,
+    check_products: ProductsHandler,
+    cart_operation: CartHandler,
+    load_cart: LoadCartHandler | None,
+    products_path: str = DEFAULT_PRODUCTS_PATH,
+    cart_path: str = DEFAULT_CART_PATH,
+    cart_items_path: str = DEFAULT_CART_ITEMS_PATH,
+    tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+    clock: Callable[[], float] = time.time,
+    idempotency: IdempotencyStore | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """A ready ASGI app serving the three endpoints (see :func:`receiver_routes`)."""
+    return Starlette(
+        routes=receiver_routes(
+            secret=secret,
+            check_products=check_products,
+            cart_operation=cart_operation,
+            load_cart=load_cart,
+            products_path=products_path,
+            cart_path=cart_path,
+            cart_items_path=cart_items_path,
+            tolerance=tolerance,
+            clock=clock,
+            idempotency=idempotency,
+            max_body_bytes=max_body_bytes,
+        )
+    )

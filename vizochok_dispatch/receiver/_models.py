@@ -1,0 +1,227 @@
+"""What the tenant's callbacks receive and return: frozen values, money as ``Decimal``.
+
+Return values are checked when they are built, so a tenant's mistake (a float price, a
+promotion above the price) fails loudly in the tenant's own code rather than reaching
+VIZOCHOK as a reply the dispatcher would quietly drop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import ClassVar, Final
+
+from .. import _json
+
+#: The dispatcher keeps a refusal reason only up to this length (CONTRACT §5).
+MAX_REASON_CHARS: Final = 200
+MAX_LABEL_CHARS: Final = 200
+
+
+def _money(value: object, field: str, *, positive: bool = False) -> Decimal:
+    """``value`` as an exact, finite ``Decimal``; floats are refused because they round."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        kind = type(value).__name__
+        raise TypeError(f"{field} must be a Decimal (or int), not {kind}: floats round money")
+    number = value if isinstance(value, Decimal) else Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{field} must be finite")
+    if positive and number <= 0:
+        raise ValueError(f"{field} must be greater than 0")
+    if number < 0:
+        raise ValueError(f"{field} must not be negative")
+    return number
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{field} must be a non-empty string")
+    return value
+
+
+# -- what the callbacks receive ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProductsQuery:
+    """A products webhook call (CONTRACT §4): SKUs without repeats, in the order asked."""
+
+    skus: tuple[str, ...]
+    store_id: str
+    delivery_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CartAdd:
+    """Add ``quantity`` of ``sku`` at ``price`` (quantity may be fractional: goods by weight)."""
+
+    action: ClassVar[str] = "add"
+    store_id: str
+    session_id: str
+    sku: str
+    name: str
+    quantity: Decimal
+    price: Decimal
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CartRemove:
+    """Remove ``sku`` from the cart."""
+
+    action: ClassVar[str] = "remove"
+    store_id: str
+    session_id: str
+    sku: str
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CartUpdate:
+    """Set the quantity of ``sku``."""
+
+    action: ClassVar[str] = "update"
+    store_id: str
+    session_id: str
+    sku: str
+    quantity: Decimal
+    delivery_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CartClear:
+    """Empty the cart."""
+
+    action: ClassVar[str] = "clear"
+    store_id: str
+    session_id: str
+    delivery_id: str
+
+
+#: One cart webhook call; ``match`` on the class to handle each action.
+CartOperation = CartAdd | CartRemove | CartUpdate | CartClear
+
+
+@dataclass(frozen=True, slots=True)
+class CartQuery:
+    """A cart GET call (CONTRACT §6): whose cart to load."""
+
+    store_id: str
+    session_id: str
+    delivery_id: str | None
+
+
+# -- what the callbacks return -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One product's live price and stock; omit a SKU you do not sell."""
+
+    sku: str
+    price: Decimal
+    in_stock: bool
+    promo_price: Decimal | None = None
+    promo_label: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.sku, "sku")
+        object.__setattr__(self, "price", _money(self.price, "price"))
+        if not isinstance(self.in_stock, bool):
+            raise TypeError("in_stock must be a bool")
+        if self.promo_price is not None:
+            promo = _money(self.promo_price, "promo_price")
+            if promo >= self.price:
+                raise ValueError("promo_price must be below price")
+            object.__setattr__(self, "promo_price", promo)
+        if self.promo_label is not None and (
+            not isinstance(self.promo_label, str) or len(self.promo_label) > MAX_LABEL_CHARS
+        ):
+            raise ValueError(f"promo_label must be a string of at most {MAX_LABEL_CHARS} chars")
+
+    def as_json(self) -> dict[str, object]:
+        """The reply entry; optional fields only when set."""
+        entry: dict[str, object] = {"sku": self.sku, "price": self.price, "in_stock": self.in_stock}
+        if self.promo_price is not None:
+            entry["promo_price"] = self.promo_price
+        if self.promo_label is not None:
+            entry["promo_label"] = self.promo_label
+        return entry
+
+
+@dataclass(frozen=True, slots=True)
+class CartReply:
+    """The answer to a cart operation: accepted, or refused with a reason the AI relays."""
+
+    ok: bool
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ok, bool):
+            raise TypeError("ok must be a bool")
+        if self.ok and self.reason is not None:
+            raise ValueError("an accepted operation has no reason")
+        if self.reason is not None and (
+            not isinstance(self.reason, str)
+            or not self.reason.strip()
+            or len(self.reason) > MAX_REASON_CHARS
+        ):
+            raise ValueError(f"reason must be a non-blank string of at most {MAX_REASON_CHARS}")
+
+    @classmethod
+    def accepted(cls) -> CartReply:
+        """``{"ok": true}``."""
+        return cls(ok=True)
+
+    @classmethod
+    def refused(cls, reason: str | None = None) -> CartReply:
+        """``{"ok": false, "reason": ...}``; without a reason VIZOCHOK says ``"rejected"``."""
+        return cls(ok=False, reason=reason)
+
+    def as_json(self) -> dict[str, object]:
+        """The reply body."""
+        if self.reason is None:
+            return {"ok": self.ok}
+        return {"ok": self.ok, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    """One line of a loaded cart."""
+
+    sku: str
+    name: str
+    price: Decimal
+    quantity: Decimal
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        _text(self.sku, "sku")
+        if not isinstance(self.name, str):
+            raise TypeError("name must be a string")
+        object.__setattr__(self, "price", _money(self.price, "price"))
+        object.__setattr__(self, "quantity", _money(self.quantity, "quantity", positive=True))
+        if self.unit is not None and not isinstance(self.unit, str):
+            raise TypeError("unit must be a string")
+
+    def as_json(self) -> dict[str, object]:
+        """The reply entry; ``unit`` only when set."""
+        entry: dict[str, object] = {
+            "sku": self.sku,
+            "name": self.name,
+            "price": self.price,
+            "quantity": self.quantity,
+        }
+        if self.unit is not None:
+            entry["unit"] = self.unit
+        return entry
+
+
+def products_body(products: list[Product]) -> bytes:
+    """``{"products": [...]}`` with exact decimal numbers."""
+    return _json.dumps({"products": [p.as_json() for p in products]})
+
+
+def cart_items_body(lines: list[CartLine]) -> bytes:
+    """``{"items": [...]}`` with exact decimal numbers."""
+    return _json.dumps({"items": [line.as_json() for line in lines]})
