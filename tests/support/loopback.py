@@ -145,6 +145,10 @@ class LoopbackServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Stopping the server cancels us; ending normally keeps Python 3.11's stream
+            # callback from logging the cancellation as an error.
+            pass
         finally:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
