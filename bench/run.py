@@ -32,6 +32,8 @@ from vizochok_dispatch import Dispatcher
 BODY = b'{"skus":["milk-001"],"store_id":"store-1"}'
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONCURRENCY = (1, 16, 64, 256)
+#: nginx listens on 127.0.0.1: plain HTTP, and loopback on the SSRF guard's allow-list.
+LOOPBACK = {"allow_http": True, "allowed_networks": "127.0.0.0/8,::1/128"}
 
 Call = Callable[[], Awaitable[bool]]
 
@@ -119,7 +121,7 @@ class Clients:
             timeout=30,
         )
         self.dispatcher = await Dispatcher.from_database_url(
-            self.db_url, allow_http=True, max_connections=1024
+            self.db_url, **LOOPBACK, max_connections=1024, max_in_flight_per_tenant=1024
         ).__aenter__()
         for path in ("/fast", "/slow"):
             await self.dispatcher.store.save_config(
@@ -214,7 +216,7 @@ async def memory(nginx: Nginx, calls: int, db_dir: Path) -> list[tuple[int, floa
 async def tenants(nginx: Nginx, count: int, seconds: float, db_dir: Path) -> dict[str, float]:
     """What ``count`` configured tenants cost in memory, and whether calls slow down."""
     url = f"sqlite+aiosqlite:///{db_dir / 'tenants.db'}"
-    async with Dispatcher.from_database_url(url, allow_http=True, max_connections=256) as d:
+    async with Dispatcher.from_database_url(url, **LOOPBACK, max_connections=256) as d:
         for i in range(count):
             await d.store.save_config(
                 f"t{i}", products_url=nginx.url("/fast"), cart_url=nginx.url("/fast")

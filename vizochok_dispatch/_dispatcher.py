@@ -76,7 +76,9 @@ class Dispatcher:
         self._clock = clock or Clock()
         #: Reads and writes go through the cache, so a save here is seen by the next call.
         self.store = CachedConfigStore(
-            store, ttl_seconds=self.settings.config_cache_seconds, clock=self._clock.monotonic
+            store,
+            ttl_seconds=self.settings.config_cache_seconds,
+            clock=self._clock.monotonic,
         )
         self._owns_store = owns_store
         self._destinations = self.settings.destination_policy()
@@ -145,6 +147,7 @@ class Dispatcher:
         """Close the transport and store this dispatcher created."""
         if self._owned_transport is not None:
             await self._owned_transport.aclose()
+        await self.store.stop_refreshing()
         if self._owns_store:
             await self.store.inner.close()
 

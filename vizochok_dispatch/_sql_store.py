@@ -155,6 +155,13 @@ class SqlConfigStore:
                 return saved
         raise StoreError(f"could not save the config of tenant {tenant_id!r}: it kept changing")
 
+    async def versions(self) -> dict[str, int]:
+        """Every tenant's config version, in one query: how caches notice other writers."""
+        await self.open()
+        async with self._guard(), self.engine.connect() as conn:
+            rows = await conn.execute(select(_T.c.tenant_id, _T.c.version))
+            return {tenant_id: int(version) for tenant_id, version in rows}
+
     async def delete_config(self, tenant_id: str) -> bool:
         """Remove the tenant's row."""
         await self.open()

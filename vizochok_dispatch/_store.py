@@ -43,6 +43,18 @@ class ConfigStore(Protocol):
         """Remove the tenant's config; ``True`` when there was one."""
 
 
+@runtime_checkable
+class VersionedStore(Protocol):
+    """A store that can list every tenant's config version cheaply.
+
+    Caches in other processes poll it to notice saves they did not make; the cost is one
+    query per poll, whatever the number of tenants or calls.
+    """
+
+    async def versions(self) -> dict[str, int]:
+        """``{tenant_id: version}`` for every stored config."""
+
+
 class InMemoryConfigStore:
     """A real store kept in a dict: same rules as the SQL store, no database."""
 
@@ -86,6 +98,10 @@ class InMemoryConfigStore:
             saved = replace(merged, updated_at=datetime.now(UTC))
             self._configs[tenant_id] = saved
             return saved
+
+    async def versions(self) -> dict[str, int]:
+        """Every tenant's config version (see :class:`VersionedStore`)."""
+        return {tenant_id: config.version for tenant_id, config in self._configs.items()}
 
     async def delete_config(self, tenant_id: str) -> bool:
         """Forget the tenant's config."""

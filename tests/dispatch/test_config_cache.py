@@ -24,6 +24,34 @@ URL_B = "https://tenant.example/b"
 OK = {"products": [{"sku": "a", "price": 1, "in_stock": True}]}
 
 
+class PlainStore:
+    """A store that cannot list versions: the cache falls back to per-entry ttl refreshes."""
+
+    def __init__(self, inner: InMemoryConfigStore) -> None:
+        self.inner = inner
+        self.reads = 0
+        self.down = False
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def get_config(self, tenant_id: str) -> WebhookConfig | None:
+        self.reads += 1
+        await asyncio.sleep(0)
+        if self.down:
+            raise RuntimeError("database went away")
+        return await self.inner.get_config(tenant_id)
+
+    async def save_config(self, tenant_id: str, **fields: object) -> WebhookConfig:
+        return await self.inner.save_config(tenant_id, **fields)  # type: ignore[arg-type]
+
+    async def delete_config(self, tenant_id: str) -> bool:
+        return await self.inner.delete_config(tenant_id)
+
+
 class CountingStore(InMemoryConfigStore):
     """The in-memory store, counting reads that reach it."""
 
@@ -84,23 +112,59 @@ async def test_a_save_through_the_dispatcher_is_seen_by_the_next_call():
     assert (route_a.call_count, route_b.call_count) == (1, 1)
 
 
-async def test_another_process_save_is_seen_within_the_ttl(database_url):
-    """Two stores on one database (two processes): B sees A's save once its entry is ttl old."""
-    fake = FakeTime()
+async def test_another_process_save_is_seen_after_one_poll(database_url):
+    """Two stores on one database (two processes): B serves its cache until a poll moves it."""
     writer = SqlConfigStore(database_url, auto_migrate=True)
-    reader_inner = SqlConfigStore(database_url, auto_migrate=True)
-    reader = CachedConfigStore(reader_inner, ttl_seconds=2.0, clock=fake.monotonic)
+    reader = CachedConfigStore(SqlConfigStore(database_url, auto_migrate=True), ttl_seconds=60)
     try:
         await writer.save_config("t1", products_url=URL_A, cart_url=URL_A)
+        await writer.save_config("t2", products_url=URL_A, cart_url=URL_A)
         assert await products_url(reader, "t1") == URL_A
+        assert await products_url(reader, "t2") == URL_A
+        assert await reader.get_config("t3") is None
         await writer.save_config("t1", products_url=URL_B)
-        fake.now += 1.9
-        assert await products_url(reader, "t1") == URL_A  # still within the ttl
-        fake.now += 0.2
+        await writer.delete_config("t2")
+        await writer.save_config("t3", products_url=URL_B, cart_url=URL_B)
+        assert await products_url(reader, "t1") == URL_A  # no query until the poll
+        await reader.poll()
+        await reader.settle()
         assert await products_url(reader, "t1") == URL_B
+        assert await reader.get_config("t2") is None
+        assert await products_url(reader, "t3") == URL_B
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_the_poller_runs_once_per_ttl_whatever_the_traffic():
+    """One versions() query per interval, however many tenants and calls."""
+    polls: list[float] = []
+    three_polls = asyncio.Event()
+
+    class Versions(CountingStore):
+        async def versions(self) -> dict[str, int]:
+            polls.append(len(polls))
+            if len(polls) == 3:
+                three_polls.set()
+            return await super().versions()
+
+    slept: list[float] = []
+
+    async def poll_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    inner = Versions()
+    for i in range(100):
+        await inner.save_config(f"t{i}", products_url=URL_A, cart_url=URL_A)
+    cache = CachedConfigStore(inner, ttl_seconds=5.0, poll_sleep=poll_sleep)
+    for _ in range(3):
+        await asyncio.gather(*(cache.get_config(f"t{i}") for i in range(100)))
+    await three_polls.wait()
+    await cache.stop_refreshing()
+    assert inner.reads == 100
+    assert slept[:3] == [5.0, 5.0, 5.0]
+    assert len(polls) in (len(slept), len(slept) - 1)
 
 
 async def test_concurrent_misses_share_one_read():
@@ -120,6 +184,36 @@ async def test_unknown_tenants_are_cached_too():
     for _ in range(10):
         assert await cache.get_config("nobody") is None
     assert inner.reads == 1
+
+
+async def test_without_versions_a_stale_entry_is_served_while_one_read_refreshes_it():
+    """Past the ttl, calls get the cached config at once and the store is read once."""
+    fake = FakeTime()
+    inner = PlainStore(InMemoryConfigStore())
+    await inner.save_config("t1", products_url=URL_A, cart_url=URL_A)
+    cache = CachedConfigStore(inner, ttl_seconds=2.0, clock=fake.monotonic)
+    await cache.get_config("t1")
+    await inner.save_config("t1", products_url=URL_B)
+    fake.now += 5
+    stale = await asyncio.gather(*(products_url(cache, "t1") for _ in range(50)))
+    await cache.settle()
+    assert set(stale) == {URL_A}
+    assert inner.reads == 2
+    assert await products_url(cache, "t1") == URL_B
+
+
+async def test_a_failed_refresh_keeps_serving_the_last_good_config():
+    """When the background read fails, the last good config is kept and retried later."""
+    fake = FakeTime()
+    inner = PlainStore(InMemoryConfigStore())
+    await inner.save_config("t1", products_url=URL_A, cart_url=URL_A)
+    cache = CachedConfigStore(inner, ttl_seconds=2.0, clock=fake.monotonic)
+    await cache.get_config("t1")
+    inner.down = True
+    fake.now += 3
+    assert await products_url(cache, "t1") == URL_A
+    await cache.settle()
+    assert await products_url(cache, "t1") == URL_A
 
 
 async def test_a_failed_read_is_not_cached():
