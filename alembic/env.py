@@ -6,11 +6,13 @@ the ``VIZOCHOK_DATABASE_URL`` setting.
 """
 
 import asyncio
+from logging.config import fileConfig
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
+from vizochok_dispatch._migrations import begin_locked
 from vizochok_dispatch._models import Base
 from vizochok_dispatch._settings import DispatchSettings
 
@@ -36,6 +38,7 @@ async def _run_cli() -> None:
     engine = create_async_engine(_cli_url())
     try:
         async with engine.connect() as connection:
+            await begin_locked(connection)  # the lock the package's auto-migration takes
             await connection.run_sync(_configure_and_run)
             await connection.commit()
     finally:
@@ -49,4 +52,7 @@ if context.is_offline_mode():
 elif (given := context.config.attributes.get("connection")) is not None:
     _configure_and_run(given)
 else:
+    if context.config.config_file_name is not None:
+        # the CLI's own logging ("Running upgrade ..."); never when the package migrates
+        fileConfig(context.config.config_file_name, disable_existing_loggers=False)
     asyncio.run(_run_cli())
