@@ -56,6 +56,9 @@ class CachedConfigStore:
         self._loading: dict[str, asyncio.Future[WebhookConfig | None]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: Bumped by every save or delete through the cache: a read that started before one
+        #: must not overwrite what it wrote.
+        self._writes: dict[str, int] = {}
         #: Reads that reached the inner store; the benchmark reports it per call.
         self.misses = 0
 
@@ -136,6 +139,7 @@ class CachedConfigStore:
     async def _load(self, tenant_id: str) -> WebhookConfig | None:
         future: asyncio.Future[WebhookConfig | None] = asyncio.get_running_loop().create_future()
         self._loading[tenant_id] = future
+        writes = self._writes.get(tenant_id, 0)
         try:
             self.misses += 1
             config = await self.inner.get_config(tenant_id)
@@ -144,7 +148,11 @@ class CachedConfigStore:
             future.exception()  # retrieved here, so a future nobody awaited logs nothing
             raise
         else:
-            self._entries[tenant_id] = _Entry(config, self._clock())
+            entry = self._entries.get(tenant_id)
+            if self._writes.get(tenant_id, 0) != writes and entry is not None:
+                config = entry.config  # a save landed meanwhile; it is newer than this read
+            else:
+                self._entries[tenant_id] = _Entry(config, self._clock())
             future.set_result(config)
             return config
         finally:
@@ -180,7 +188,11 @@ class CachedConfigStore:
             timeout_seconds=timeout_seconds,
             secret=secret,
         )
-        self._entries[tenant_id] = _Entry(saved, self._clock())
+        self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
+        current = self._entries.get(tenant_id)
+        # Concurrent saves finish in any order; the highest version holds every column.
+        if current is None or current.config is None or current.config.version <= saved.version:
+            self._entries[tenant_id] = _Entry(saved, self._clock())
         return saved
 
     async def delete_config(self, tenant_id: str) -> bool:
@@ -188,4 +200,5 @@ class CachedConfigStore:
         try:
             return await self.inner.delete_config(tenant_id)
         finally:
+            self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
             self._entries.pop(tenant_id, None)

@@ -167,6 +167,28 @@ async def test_the_poller_runs_once_per_ttl_whatever_the_traffic():
     assert len(polls) in (len(slept), len(slept) - 1)
 
 
+async def test_a_read_that_started_before_a_save_does_not_undo_it():
+    """A slow background read returning an older config never replaces a newer save."""
+    release = asyncio.Event()
+
+    class Slow(PlainStore):
+        async def get_config(self, tenant_id: str) -> WebhookConfig | None:
+            config = await self.inner.get_config(tenant_id)  # read now, answer later
+            await release.wait()
+            return config
+
+    fake = FakeTime()
+    inner = Slow(InMemoryConfigStore())
+    await inner.save_config("t1", products_url=URL_A, cart_url=URL_A)
+    cache = CachedConfigStore(inner, ttl_seconds=2.0, clock=fake.monotonic)
+    reading = asyncio.create_task(cache.get_config("t1"))
+    await asyncio.sleep(0)
+    await cache.save_config("t1", products_url=URL_B)
+    release.set()
+    assert (await reading) is not None
+    assert await products_url(cache, "t1") == URL_B
+
+
 async def test_concurrent_misses_share_one_read():
     """A burst of calls for a cold tenant reads the store once."""
     inner = CountingStore()
