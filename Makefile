@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install format lint typecheck test test-postgres bench demo clean
+.PHONY: help install format lint typecheck test test-postgres bench demo run clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +43,12 @@ bench: $(STAMP) ## Run the benchmarks in bench/ (not part of the tests)
 
 demo: $(STAMP) ## Run the main job end to end against a demo tenant on 127.0.0.1
 	$(BIN)/python -m vizochok_dispatch.demo
+
+run: $(STAMP) ## Start the admin API on the embedded SQLite default (./vizochok.db), migrated
+	$(BIN)/vizochok-dispatch db upgrade
+	@echo "Create a tenant and its API key: $(BIN)/vizochok-dispatch tenants create NAME"
+	@echo "(local tenant backends: VIZOCHOK_ALLOW_HTTP=true VIZOCHOK_ALLOWED_NETWORKS=127.0.0.0/8 make run)"
+	$(BIN)/vizochok-dispatch serve --host 127.0.0.1 --port $(PORT)
 
 clean: ## Remove the virtualenv, caches and the demo's database
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

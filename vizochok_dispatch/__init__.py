@@ -5,6 +5,7 @@ The public API is what ``__all__`` names; everything in ``_``-modules may change
 
 from ._cache import CachedConfigStore
 from ._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
+from ._crypto import SecretBox
 from ._delivery import USER_AGENT, Clock, RetryPolicy
 from ._dispatcher import Dispatcher
 from ._exceptions import (
@@ -13,8 +14,14 @@ from ._exceptions import (
     InvalidCall,
     InvalidConfig,
     SchemaNotReady,
+    SecretUnreadable,
+    SettingsError,
     StoreError,
+    TenantError,
+    TenantExists,
+    UnknownTenant,
 )
+from ._ratelimit import RateLimiter
 from ._results import (
     Attempt,
     CartItem,
@@ -33,8 +40,10 @@ from ._signing import (
     compute_signature,
     signature_headers,
 )
-from ._sql_store import SqlConfigStore
+from ._sql_store import ReencryptReport, SqlConfigStore
 from ._store import ConfigStore, InMemoryConfigStore
+from ._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
+from ._testfire import FireAttempt, FireReport, run_test_fire
 from ._transport import AiohttpTransport
 from ._version import __version__
 
@@ -46,6 +55,7 @@ __all__ = [
     "UNSET",
     "USER_AGENT",
     "AiohttpTransport",
+    "ApiKeyInfo",
     "Attempt",
     "CachedConfigStore",
     "CartItem",
@@ -59,19 +69,33 @@ __all__ = [
     "DispatchSettings",
     "Dispatcher",
     "FieldError",
+    "FireAttempt",
+    "FireReport",
     "InMemoryConfigStore",
     "InvalidCall",
     "InvalidConfig",
+    "IssuedKey",
     "ProductOffer",
     "ProductsResult",
+    "RateLimiter",
+    "ReencryptReport",
     "RetryPolicy",
     "SchemaNotReady",
+    "SecretBox",
+    "SecretUnreadable",
+    "SettingsError",
     "SqlConfigStore",
     "StoreError",
+    "Tenant",
+    "TenantDirectory",
+    "TenantError",
+    "TenantExists",
+    "UnknownTenant",
     "WebhookConfig",
     "__version__",
     "compute_signature",
     "generate_secret",
     "mask_secret",
+    "run_test_fire",
     "signature_headers",
 ]

@@ -6,17 +6,19 @@ routable, judged after unwrapping every form that embeds an IPv4 address in an I
 (IPv4-mapped, 6to4, Teredo, NAT64).  Hosts written as numbers (``2130706433``,
 ``0x7f000001``, ``127.1``) are read the way the C resolver reads them.
 
-The check runs three times: on save (literal and numeric hosts, and ``localhost``), on every
-attempt before sending (the same, cheaply), and at connect time inside the transport's
-resolver, which checks every address DNS returns and hands only checked ones to the
-connection, so DNS rebinding cannot swap the address after the check.
+The check runs three times: on save (literal and numeric hosts, and ``localhost``; the admin
+API also resolves the name then, so a tenant learns at once that its URL points inward), on
+every attempt before sending (the same, cheaply, no DNS), and at connect time inside the
+transport's resolver, which checks every address DNS returns and hands only checked ones to
+the connection, so DNS rebinding cannot swap the address after the check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -32,6 +34,16 @@ _NAT64: Final = (
     ipaddress.IPv6Network("64:ff9b:1::/48"),
 )
 _LOCAL_NAMES: Final = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+#: Resolves a host name to address strings (``loop.getaddrinfo`` by default; tests inject one).
+HostResolver = Callable[[str], Awaitable[Sequence[str]]]
+
+
+async def system_resolve(host: str) -> list[str]:
+    """The system resolver, off the event loop's thread (``getaddrinfo``)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 class BlockedAddressError(OSError):
@@ -106,6 +118,35 @@ class DestinationPolicy:
         except ValueError:
             return "is not a valid URL"
         return None if host is None else self.host_problem(host)
+
+    async def resolved_url_problem(
+        self, url: str, resolve: HostResolver, *, timeout_seconds: float = 2.0
+    ) -> str | None:
+        """The save-time DNS check: a name that resolves to any blocked address is refused.
+
+        A name that does not resolve (now) is accepted: the connect-time check still guards
+        every call.  The message does not echo the address, so the check cannot be used to
+        read our internal DNS.
+        """
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return None  # the static check reports it
+        if not host or parse_host_address(host) is not None:
+            return None  # a literal address: the static check already judged it
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                answers = await resolve(host)
+        except (OSError, TimeoutError, UnicodeError, ValueError):
+            return None
+        for text in answers:
+            try:
+                address = ipaddress.ip_address(str(text).split("%", 1)[0])
+            except ValueError:
+                continue
+            if not self.address_allowed(address):
+                return "resolves to a non-public address"
+        return None
 
     def check_addresses(self, host: str, addresses: Iterable[str]) -> None:
         """Raise :class:`BlockedAddressError` if any resolved address is forbidden."""

@@ -120,16 +120,28 @@ class Dispatcher:
 
     @classmethod
     def from_database_url(cls, url: str | None = None, /, **overrides: Any) -> Self:  # noqa: ANN401 - settings fields
-        """A dispatcher on a SQL store; ``overrides`` beat ``VIZOCHOK_*`` environment settings."""
+        """A dispatcher on a SQL store; ``overrides`` beat ``VIZOCHOK_*`` environment settings.
+
+        Production (a database other than SQLite) needs ``VIZOCHOK_SECRET_KEYS``.
+        """
         if url is not None:
             overrides["database_url"] = url
-        settings = DispatchSettings(**overrides)
+        return cls.from_settings(DispatchSettings(**overrides))
+
+    @classmethod
+    def from_settings(cls, settings: DispatchSettings, **options: Any) -> Self:  # noqa: ANN401 - Dispatcher keywords
+        """A dispatcher on the SQL store ``settings`` describe, secrets encrypted at rest.
+
+        Raises :class:`SettingsError` for a production deployment without
+        ``VIZOCHOK_SECRET_KEYS`` (see ``DispatchSettings.secret_box``).
+        """
         store = SqlConfigStore(
             settings.database_url,
             rules=settings.config_rules(),
             auto_migrate=settings.migrates_automatically(),
+            secret_box=settings.secret_box(),
         )
-        return cls(store, settings=settings, owns_store=True)
+        return cls(store, settings=settings, owns_store=True, **options)
 
     async def __aenter__(self) -> Self:
         await self.store.open()

@@ -6,11 +6,18 @@ machine-readable ``detail`` (see ``_results``).  What does raise is misuse and b
     DispatchError                      base of everything raised here
     ├── InvalidConfig (ValueError)     a webhook config broke CONTRACT §1; ``errors`` per field
     ├── InvalidCall (ValueError)       a dispatch call got arguments it cannot send
+    ├── SettingsError (ValueError)     the deployment's settings cannot run (e.g. production
+    │                                  without ``VIZOCHOK_SECRET_KEYS``, a malformed key)
+    ├── TenantError                    the tenant directory refused an admin operation
+    │   ├── TenantExists               a tenant with that id is already there
+    │   └── UnknownTenant (LookupError) no tenant (or API key) with that id
     └── StoreError                     the config store cannot serve
-        └── SchemaNotReady             the database is not migrated to the code's revision
+        ├── SchemaNotReady             the database is not migrated to the code's revision
+        └── SecretUnreadable           a stored webhook secret cannot be decrypted with the
+                                       configured keys (key missing, or row copied elsewhere)
 
-``InvalidConfig`` never carries the rejected values: a secret must not reach a log through
-an error message.
+``InvalidConfig`` never carries the rejected values, and no error carries a secret, an API key
+or an encryption key: a secret must not reach a log through an error message.
 """
 
 from __future__ import annotations
@@ -51,3 +58,24 @@ class StoreError(DispatchError):
 
 class SchemaNotReady(StoreError):
     """The database schema is not at the revision this code needs."""
+
+
+class SecretUnreadable(StoreError):
+    """A stored webhook secret cannot be decrypted: its key is not configured, or the
+    ciphertext does not belong to this tenant's row."""
+
+
+class SettingsError(DispatchError, ValueError):
+    """The deployment's settings cannot be used as they are; the message says what to set."""
+
+
+class TenantError(DispatchError):
+    """The tenant directory refused an operation."""
+
+
+class TenantExists(TenantError):
+    """A tenant with that id already exists."""
+
+
+class UnknownTenant(TenantError, LookupError):
+    """No tenant (or API key) with that id."""

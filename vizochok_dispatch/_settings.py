@@ -6,13 +6,15 @@ so tests and several dispatchers in one process never share hidden state.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import ConfigRules
+from ._crypto import KEYS_SETTING, SecretBox
 from ._destinations import DestinationPolicy, parse_networks
+from ._exceptions import SettingsError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./vizochok.db"
 
@@ -21,7 +23,12 @@ class DispatchSettings(BaseSettings):
     """What a deployment may tune; every field has the contract's default."""
 
     model_config = SettingsConfigDict(
-        env_prefix="VIZOCHOK_", extra="forbid", frozen=True, validate_default=True
+        env_prefix="VIZOCHOK_",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        # a refused VIZOCHOK_SECRET_KEYS must not be echoed into the error (and a log)
+        hide_input_in_errors=True,
     )
 
     database_url: str = DEFAULT_DATABASE_URL
@@ -52,6 +59,17 @@ class DispatchSettings(BaseSettings):
     dns_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
     #: Seconds an idle keep-alive connection is kept before it is closed.
     keepalive_seconds: float = Field(default=15.0, gt=0, le=600)
+    #: ``production`` makes ``VIZOCHOK_SECRET_KEYS`` mandatory even on SQLite; a database
+    #: other than SQLite counts as production whatever this says.
+    environment: Literal["development", "production"] = "development"
+    #: The keys that encrypt webhook secrets at rest: comma-separated ``key_id:base64key``
+    #: (32 bytes each). The first encrypts, all decrypt (rotation). Unset on the embedded
+    #: SQLite default: a key file beside the database is used (created with a warning).
+    secret_keys: SecretStr | None = None
+    #: Largest request body the admin API reads; more is refused with 413.
+    admin_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    #: Test-fires one tenant may make per minute through the admin API.
+    admin_test_fires_per_minute: int = Field(default=10, ge=1, le=10_000)
 
     @field_validator("allowed_networks", mode="before")
     @classmethod
@@ -59,6 +77,35 @@ class DispatchSettings(BaseSettings):
         if isinstance(value, str):
             return parse_networks(value)
         return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _parse_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            SecretBox.from_keyring(value.get_secret_value())  # refuse a bad keyring at startup
+        return value
+
+    def is_production(self) -> bool:
+        """Production: ``VIZOCHOK_ENVIRONMENT=production``, or any database but SQLite."""
+        return self.environment == "production" or not self.database_url.startswith("sqlite")
+
+    def secret_box(self) -> SecretBox | None:
+        """The keyring that encrypts webhook secrets, from ``VIZOCHOK_SECRET_KEYS``.
+
+        ``None`` means the embedded default (a key file beside the SQLite database), which
+        only a non-production deployment may use: production without keys raises
+        :class:`SettingsError`, so it refuses to start instead of storing secrets in clear.
+        """
+        if self.secret_keys is not None:
+            return SecretBox.from_keyring(self.secret_keys.get_secret_value())
+        if self.is_production():
+            raise SettingsError(
+                f"{KEYS_SETTING} is not set, and this is a production deployment (the "
+                "database is not SQLite, or VIZOCHOK_ENVIRONMENT=production): webhook secrets "
+                "must be encrypted with a key you manage. Generate one with "
+                f"`vizochok-dispatch secrets generate-key` and set {KEYS_SETTING}=<that line>."
+            )
+        return None
 
     def destination_policy(self) -> DestinationPolicy:
         """The SSRF guard these settings describe."""

@@ -3,14 +3,23 @@
 A save writes only the columns it changes (``UPDATE ... SET <given>, version = version + 1``),
 so concurrent partial updates of one tenant never lose each other's fields, and no
 transaction reads then upgrades to a write (which SQLite answers with "database is locked").
+
+Secrets are encrypted on the way in and decrypted on the way out by a :class:`SecretBox`
+(``_crypto``), so the ``secret`` column holds only ciphertext and configs hold plaintext in
+memory.  Without an explicit box, a SQLite file keeps its key in a file beside the database;
+other databases then store secrets as given (only tests do that: deployments build the store
+through ``DispatchSettings.secret_box()``, which refuses production without keys).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Table, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -19,10 +28,33 @@ from sqlalchemy.pool import StaticPool
 
 from . import _migrations
 from ._config import UNSET, ConfigRules, Unset, WebhookConfig, _tenant_id_problem, merge_config
-from ._exceptions import StoreError
+from ._crypto import SecretBox, is_encrypted, key_file_for, load_or_create_key_file
+from ._exceptions import SecretUnreadable, StoreError
 from ._models import WebhookConfigRow
 
 _T = cast(Table, WebhookConfigRow.__table__)
+_log = structlog.get_logger("vizochok_dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class ReencryptReport:
+    """What ``reencrypt_secrets`` did: counts, and the tenants whose secret could not be read."""
+
+    total: int
+    reencrypted: int
+    current: int
+    unreadable: tuple[str, ...] = field(default=())
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, or ``None`` (another database, or in-memory SQLite)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # an unparsable URL fails later, as a StoreError
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 def create_engine_for(url: str) -> AsyncEngine:
@@ -64,8 +96,11 @@ class SqlConfigStore:
         rules: ConfigRules | None = None,
         auto_migrate: bool | None = None,
         engine: AsyncEngine | None = None,
+        secret_box: SecretBox | None = None,
     ) -> None:
         self._url = url
+        self._box = secret_box
+        self._database_file = sqlite_file(url)
         self._rules = rules or ConfigRules()
         self._auto_migrate = url.startswith("sqlite") if auto_migrate is None else auto_migrate
         self._engine = engine
@@ -73,6 +108,16 @@ class SqlConfigStore:
         self._ready = False
         # Concurrent first uses of one store migrate (or check) once, not once each.
         self._open_lock = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden: what errors and logs may show."""
+        return safe_url(self._url)
+
+    @property
+    def secret_box(self) -> SecretBox | None:
+        """The keyring secrets are encrypted with (after ``open`` on the SQLite default)."""
+        return self._box
 
     @property
     def engine(self) -> AsyncEngine:
@@ -101,6 +146,16 @@ class SqlConfigStore:
             raise StoreError(
                 f"cannot open the config store at {safe_url(self._url)}: {type(exc).__name__}"
             ) from exc
+        if self._box is None and self._database_file is not None:
+            # the embedded default: the key lives beside the database (after the database
+            # opened, so a missing folder is reported as the store's error, not the key's)
+            key_file = key_file_for(self._database_file)
+            try:
+                self._box = await asyncio.to_thread(load_or_create_key_file, key_file)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot read or create the secret key file {key_file}: {type(exc).__name__}"
+                ) from exc
         self._ready = True
 
     async def close(self) -> None:
@@ -117,7 +172,7 @@ class SqlConfigStore:
             return None  # an id no save accepts has no config (and may not reach the driver)
         async with self._guard(), self.engine.connect() as conn:
             row = (await conn.execute(select(_T).where(_T.c.tenant_id == tenant_id))).first()
-        return None if row is None else _to_config(row._mapping)
+        return None if row is None else self._to_config(row._mapping)
 
     async def save_config(
         self,
@@ -171,6 +226,73 @@ class SqlConfigStore:
             result = await conn.execute(_T.delete().where(_T.c.tenant_id == tenant_id))
         return bool(result.rowcount)
 
+    async def reencrypt_secrets(self) -> ReencryptReport:
+        """Re-encrypt every secret that is plaintext or under an older key, with the first key.
+
+        Each row is rewritten only if it still holds what was read (compare-and-set), so a
+        rotation saved meanwhile is never overwritten.  The plaintext does not change, so
+        neither does the config's version.
+        """
+        await self.open()
+        box = self._box
+        if box is None:
+            raise StoreError(
+                f"the config store at {safe_url(self._url)} has no encryption keys: set "
+                "VIZOCHOK_SECRET_KEYS"
+            )
+        async with self._guard(), self.engine.connect() as conn:
+            rows = (await conn.execute(select(_T.c.tenant_id, _T.c.secret))).all()
+        reencrypted, unreadable = 0, []
+        for tenant_id, stored in rows:
+            if not box.needs_reencryption(stored):
+                continue
+            try:
+                plain = box.decrypt(tenant_id, stored)
+            except SecretUnreadable:
+                unreadable.append(tenant_id)
+                continue
+            async with self._guard(), self.engine.begin() as conn:
+                result = await conn.execute(
+                    update(_T)
+                    .where(_T.c.tenant_id == tenant_id, _T.c.secret == stored)
+                    .values(secret=box.encrypt(tenant_id, plain))
+                )
+            reencrypted += int(bool(result.rowcount))
+        _log.info(
+            "secrets.reencrypted",
+            total=len(rows),
+            reencrypted=reencrypted,
+            unreadable=len(unreadable),
+            key_id=box.primary_key_id,
+        )
+        return ReencryptReport(
+            total=len(rows),
+            reencrypted=reencrypted,
+            current=len(rows) - reencrypted - len(unreadable),
+            unreadable=tuple(unreadable),
+        )
+
+    def _seal(self, tenant_id: str, secret: str) -> str:
+        """What the ``secret`` column gets: ciphertext when this store has keys."""
+        if self._box is not None:
+            return self._box.encrypt(tenant_id, secret)
+        if not self._url.startswith("sqlite"):  # in-memory SQLite keeps nothing at rest
+            _log.warning("secrets.stored_unencrypted", tenant_id=tenant_id, store=self.url)
+        return secret
+
+    def _to_config(self, row: Any) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
+        stored: str = row["secret"]
+        if self._box is not None:
+            secret = self._box.decrypt(row["tenant_id"], stored)
+        elif is_encrypted(stored):
+            raise SecretUnreadable(
+                f"the webhook secret of tenant {row['tenant_id']!r} is encrypted, and this "
+                "store has no keys: set VIZOCHOK_SECRET_KEYS"
+            )
+        else:
+            secret = stored
+        return _to_config(row, secret)
+
     async def _insert(self, config: WebhookConfig) -> WebhookConfig:
         async with self._guard(IntegrityError), self.engine.begin() as conn:
             row = (
@@ -182,15 +304,17 @@ class SqlConfigStore:
                         cart_url=config.cart_url,
                         cart_get_url=config.cart_get_url,
                         timeout_seconds=config.timeout_seconds,
-                        secret=config.secret,
+                        secret=self._seal(config.tenant_id, config.secret),
                         version=1,
                     )
                     .returning(_T)
                 )
             ).one()
-        return _to_config(row._mapping)
+        return self._to_config(row._mapping)
 
     async def _update(self, tenant_id: str, changed: dict[str, object]) -> WebhookConfig | None:
+        if isinstance(changed.get("secret"), str):
+            changed = {**changed, "secret": self._seal(tenant_id, cast(str, changed["secret"]))}
         async with self._guard(), self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -200,7 +324,7 @@ class SqlConfigStore:
                     .returning(_T)
                 )
             ).first()
-        return None if row is None else _to_config(row._mapping)
+        return None if row is None else self._to_config(row._mapping)
 
     def _guard(self, *passthrough: type[BaseException]) -> _StoreErrors:
         return _StoreErrors(self._url, passthrough)
@@ -227,7 +351,7 @@ class _StoreErrors:
             ) from exc
 
 
-def _to_config(row: Any) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
+def _to_config(row: Any, secret: str) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
     updated = row["updated_at"]
     if isinstance(updated, datetime) and updated.tzinfo is None:
         updated = updated.replace(tzinfo=UTC)  # SQLite keeps no zone; we write UTC
@@ -237,7 +361,7 @@ def _to_config(row: Any) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row ma
         cart_url=row["cart_url"],
         cart_get_url=row["cart_get_url"],
         timeout_seconds=float(row["timeout_seconds"]),
-        secret=row["secret"],
+        secret=secret,
         version=int(row["version"]),
         updated_at=updated,
     )

@@ -16,6 +16,11 @@ from vizochok_dispatch.demo import _shop, run_demo
 pytestmark = pytest.mark.loopback
 
 KEY_LINES = [
+    "== Setup: tenants configure their webhooks through the admin API",
+    "PATCH /api/v1/admin/webhooks as fresh-market  -> HTTP 200, secret whsec_…",
+    "full secret: None",
+    "PATCH refused -> HTTP 422 timeout_seconds: must be between 0.1 and 30.0 seconds",
+    "GET with an unknown key -> HTTP 401 unauthorized",
     "== 1. Product check at fresh-market",
     "unavailable kefir-003",
     "52.00 -> 42.00 (-19%)",
@@ -26,11 +31,15 @@ KEY_LINES = [
     "failure=timeout",
     "load again -> loaded=True, 0 items",
     "HTTP 401",
+    "== 7. Test-fire through the admin API",
+    "POST /api/v1/admin/webhooks/test as sloppy-market -> HTTP 200",
+    "problem: milk-002: price is a string, not a number",
+    "no API key appears anywhere in this transcript",
 ]
 
 
 def test_the_demo_module_exits_0_with_a_full_transcript(tmp_path: Path) -> None:
-    """The real entry point: exit 0, every step shown, no failed check, SQLite file kept."""
+    """The real entry point: exit 0, every step (admin API included) shown, no failed check."""
     completed = subprocess.run(  # noqa: S603 - fixed argv, no shell
         [sys.executable, "-m", "vizochok_dispatch.demo", "--db-dir", str(tmp_path)],
         capture_output=True,
@@ -47,6 +56,7 @@ def test_the_demo_module_exits_0_with_a_full_transcript(tmp_path: Path) -> None:
     assert "✗" not in transcript
     assert transcript.rstrip().endswith(" passed, 0 failed")
     assert (tmp_path / "vizochok.db").is_file()
+    assert (tmp_path / "vizochok.db.keys").is_file(), "the embedded default's key file"
     assert completed.stderr == ""
 
 

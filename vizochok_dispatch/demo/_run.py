@@ -1,7 +1,9 @@
 """The demo scenario: the real dispatcher calls real tenant backends over 127.0.0.1.
 
-Each step prints what happened and checks it against the contract; the exit status is 0
-only when every check held, so the demo doubles as an end-to-end test.
+The tenants configure their webhooks themselves, through the admin API served by uvicorn on
+127.0.0.1 (each with its own API key), and end with a test-fire report.  Each step prints
+what happened and checks it against the contract; the exit status is 0 only when every check
+held, so the demo doubles as an end-to-end test.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from .. import (
     CartResult,
     Dispatcher,
     ProductsResult,
-    WebhookConfig,
+    SqlConfigStore,
     signature_headers,
 )
+from .._tenants import TenantDirectory
+from .._testfire import report_lines
+from ..admin import create_admin_app
 from ..receiver.testing import serve_on_loopback
-from ._shop import CATALOG, FLAKY, FRESH, HUNG, TenantBackends
+from ._shop import CATALOG, FLAKY, FRESH, HUNG, SLOPPY, TenantBackends
 from ._transcript import Transcript, library_logs_into
 
 STORE, SESSION = "store-1", "chat-42"
@@ -36,6 +41,8 @@ PRODUCTS, CART, CART_ITEMS = (
     "/api/vizochok/cart/items",
 )
 HUNG_TIMEOUT_SECONDS = 1.0
+WEBHOOKS_API = "/api/v1/admin/webhooks"
+TEST_FIRE_API = "/api/v1/admin/webhooks/test"
 
 
 def _loopback_overrides() -> dict[str, str]:
@@ -62,6 +69,7 @@ async def run_demo(
     """Run every step; 0 when the contract held throughout, 1 otherwise."""
     transcript = Transcript(write)
     backends = TenantBackends()
+    api_keys: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vizochok-demo-") as scratch:
         folder = database_dir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -74,52 +82,167 @@ async def run_demo(
                     dispatcher = Dispatcher.from_database_url(
                         database_url, allow_http=True, **_loopback_overrides()
                     )
-                    async with dispatcher:
-                        await _scenario(transcript, dispatcher, backends, base, database_url)
+                    async with (
+                        dispatcher,
+                        serve_on_loopback(
+                            create_admin_app(dispatcher.settings, dispatcher=dispatcher)
+                        ) as admin_base,
+                        httpx.AsyncClient(base_url=admin_base) as admin,
+                    ):
+                        demo = _Demo(transcript, dispatcher, backends, base, admin, api_keys)
+                        await demo.run(database_url)
                 finally:
                     backends.hung.released.set()  # let the hung handler end before shutdown
     shown = "\n".join(transcript.lines)
     transcript.heading("Summary")
     transcript.check(
-        all(secret not in shown for secret in backends.secrets.values()),
+        bool(backends.secrets) and all(s not in shown for s in backends.secrets.values()),
         "no secret appears anywhere in this transcript (logs included)",
+    )
+    transcript.check(
+        bool(api_keys) and all(key not in shown for key in api_keys.values()),
+        "no API key appears anywhere in this transcript",
     )
     transcript.emit()
     transcript.emit(f"{transcript.passed} passed, {len(transcript.failed)} failed")
     return 0 if transcript.ok else 1
 
 
-async def _scenario(
-    t: Transcript, dispatcher: Dispatcher, backends: TenantBackends, base: str, database_url: str
-) -> None:
-    t.heading("Setup")
-    t.say(f"tenant backends: {base}/<tenant>/api/vizochok/... (uvicorn, this process)")
-    t.say(f"config store:    {database_url}")
-    configs: dict[str, WebhookConfig] = {}
-    for tenant, timeout in ((FRESH, 5.0), (FLAKY, 5.0), (HUNG, HUNG_TIMEOUT_SECONDS)):
-        prefix = f"{base}/{tenant}"
-        configs[tenant] = await dispatcher.store.save_config(
-            tenant,
-            products_url=prefix + PRODUCTS,
-            cart_url=prefix + CART,
-            cart_get_url=prefix + CART_ITEMS if tenant == FRESH else None,
-            timeout_seconds=timeout,
-        )
-        backends.secrets[tenant] = configs[tenant].secret
-        t.say(
-            f"saved {tenant}: secret {configs[tenant].masked_secret} (generated), "
-            f"timeout {timeout:g} s"
-        )
-    t.check(
-        all(c.secret.startswith("whsec_") for c in configs.values()),
-        "a secret is generated on the first save (CONTRACT §1)",
-    )
+class _Demo:
+    """The scenario's shared state: who is who, and the admin API client."""
 
-    await _products(t, dispatcher, backends)
-    await _cart(t, dispatcher, backends)
-    await _forged(t, backends, base)
-    await _retry(t, dispatcher, backends)
-    await _hung(t, dispatcher)
+    def __init__(  # noqa: PLR0917 - one private constructor, called once
+        self,
+        transcript: Transcript,
+        dispatcher: Dispatcher,
+        backends: TenantBackends,
+        base: str,
+        admin: httpx.AsyncClient,
+        api_keys: dict[str, str],
+    ) -> None:
+        self.t = transcript
+        self.dispatcher = dispatcher
+        self.backends = backends
+        self.base = base
+        self.admin = admin
+        self.api_keys = api_keys
+
+    def auth(self, tenant: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_keys[tenant]}"}
+
+    async def run(self, database_url: str) -> None:
+        await self.setup(database_url)
+        await _products(self.t, self.dispatcher, self.backends)
+        await _cart(self.t, self.dispatcher, self.backends)
+        await _forged(self.t, self.backends, self.base)
+        await _retry(self.t, self.dispatcher, self.backends)
+        await _hung(self.t, self.dispatcher)
+        await self.test_fire()
+
+    async def setup(self, database_url: str) -> None:
+        t = self.t
+        t.heading("Setup: tenants configure their webhooks through the admin API")
+        t.say(f"tenant backends: {self.base}/<tenant>/api/vizochok/... (uvicorn, this process)")
+        t.say(f"admin API:       {self.admin.base_url} (uvicorn, this process; docs at /docs)")
+        t.say(f"config store:    {database_url}")
+        store = self.dispatcher.store.inner
+        assert isinstance(store, SqlConfigStore)  # noqa: S101 - from_database_url built it
+        directory = TenantDirectory.for_store(store)
+        plan = ((FRESH, 5.0), (FLAKY, 5.0), (HUNG, HUNG_TIMEOUT_SECONDS), (SLOPPY, 5.0))
+        for tenant, _ in plan:
+            _, issued = await directory.create_tenant(
+                tenant.replace("-", " ").title(), tenant_id=tenant
+            )
+            self.api_keys[tenant] = issued.key
+            t.say(f"tenant {tenant:<13} API key {issued.key_id} (sk_..., shown once, not here)")
+        statuses, generated = [], []
+        for tenant, timeout in plan:
+            prefix = f"{self.base}/{tenant}"
+            response = await self.admin.patch(
+                WEBHOOKS_API,
+                headers=self.auth(tenant),
+                json={
+                    "products_url": prefix + PRODUCTS,
+                    "cart_url": prefix + CART,
+                    "cart_get_url": prefix + CART_ITEMS if tenant == FRESH else None,
+                    "timeout_seconds": timeout,
+                },
+            )
+            body = response.json()
+            statuses.append(response.status_code)
+            secret = body.get("secret") or ""
+            generated.append(secret.startswith("whsec_"))
+            self.backends.secrets[tenant] = secret  # the tenant stores what it was shown
+            t.say(
+                f"PATCH {WEBHOOKS_API} as {tenant:<13} -> HTTP {response.status_code}, "
+                f"secret {body.get('secret_masked')} (generated), timeout {timeout:g} s"
+            )
+        t.check(statuses == [200] * len(plan), "each tenant saved its webhooks over real HTTP")
+        t.check(all(generated), "a secret is generated on the first save, returned once (§1, §7)")
+
+        shown = await self.admin.get(WEBHOOKS_API, headers=self.auth(FRESH))
+        masked = shown.json()
+        t.say(
+            f"GET {WEBHOOKS_API} as {FRESH} -> secret {masked['secret_masked']}, "
+            f"full secret: {masked['secret']}"
+        )
+        t.check(
+            masked["secret"] is None and masked["secret_masked"].startswith("whsec_…"),
+            "GET shows the secret masked, never in full",
+        )
+        refused = await self.admin.patch(
+            WEBHOOKS_API,
+            headers=self.auth(FRESH),
+            json={"timeout_seconds": 99, "cart_url": "ftp://shop.example/cart"},
+        )
+        fields = refused.json().get("error", {}).get("fields", [])
+        for entry in fields:
+            t.say(
+                f"PATCH refused -> HTTP {refused.status_code} {entry['field']}: {entry['message']}"
+            )
+        after = await self.dispatcher.store.get_config(FRESH)
+        t.check(
+            refused.status_code == 422
+            and {f["field"] for f in fields} == {"timeout_seconds", "cart_url"}
+            and after is not None
+            and after.version == 1,
+            "an invalid PATCH is refused field by field and saves nothing",
+        )
+        stranger = await self.admin.get(
+            WEBHOOKS_API, headers={"Authorization": "Bearer sk_" + "0" * 43}
+        )
+        code = stranger.json()["error"]["code"]
+        t.say(f"GET with an unknown key -> HTTP {stranger.status_code} {code}")
+        t.check(stranger.status_code == 401, "an unknown API key gets 401 and learns nothing")
+
+    async def test_fire(self) -> None:
+        t = self.t
+        t.heading("7. Test-fire through the admin API (what a tenant's developer runs)")
+        reports = {}
+        for tenant in (FRESH, SLOPPY):
+            response = await self.admin.post(
+                TEST_FIRE_API,
+                headers=self.auth(tenant),
+                json={"skus": ["milk-001", "milk-002", "bread-042"]},
+            )
+            reports[tenant] = report = response.json()
+            t.say(f"POST {TEST_FIRE_API} as {tenant} -> HTTP {response.status_code}")
+            for line in report_lines(report):
+                t.say(line)
+        fresh, sloppy = reports[FRESH], reports[SLOPPY]
+        t.check(
+            fresh["ok"] and fresh["status"] == 200 and fresh["problems"] == [],
+            "a correct tenant's test-fire is ok: 200, one signed attempt, no problems",
+        )
+        t.check(
+            "milk-002: price is a string, not a number" in sloppy["problems"]
+            and "bread-042: in_stock is missing or not a boolean" in sloppy["problems"],
+            "the test-fire report lists every problem in the reply",
+        )
+        t.check(
+            [o["sku"] for o in sloppy["result"]["available"]] == ["milk-001"],
+            "a broken entry costs only its own SKU (CONTRACT §4)",
+        )
 
 
 async def _products(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends) -> None:

@@ -1,10 +1,12 @@
 """The demo's tenant side: grocery backends built on the receiver kit, in one ASGI app.
 
-Three retailers share one uvicorn server under their own path prefixes:
+Four retailers share one uvicorn server under their own path prefixes:
 
 - ``fresh-market``: the well-behaved shop (catalog, stock, a promotion, a cart per session);
 - ``flaky-market``: its products endpoint answers 503 once, then 200 (the retry rule);
-- ``hung-market``: its products endpoint never answers (the timeout rule).
+- ``hung-market``: its products endpoint never answers (the timeout rule);
+- ``sloppy-market``: signed requests are checked, but its hand-written replies break the
+  contract here and there (a price as a string): what a test-fire is for.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from ..receiver import (
     CartAdd,
@@ -28,10 +32,20 @@ from ..receiver import (
     Product,
     ProductsQuery,
     RetryLater,
+    VerificationError,
     create_receiver_app,
+    verify_request,
 )
 
-FRESH, FLAKY, HUNG = "fresh-market", "flaky-market", "hung-market"
+FRESH, FLAKY, HUNG, SLOPPY = "fresh-market", "flaky-market", "hung-market", "sloppy-market"
+#: What the sloppy shop answers to every products call, mistakes included.
+SLOPPY_REPLY = {
+    "products": [
+        {"sku": "milk-001", "price": 45.9, "in_stock": True},
+        {"sku": "milk-002", "price": "52.00", "in_stock": True},
+        {"sku": "bread-042", "price": 32, "in_stock": "yes"},
+    ]
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +168,30 @@ class TenantBackends:
     secrets: dict[str, str] = field(default_factory=dict)
 
     def app(self) -> Starlette:
-        """Each shop's receiver kit mounted under ``/<tenant id>``."""
+        """Each shop's receiver kit mounted under ``/<tenant id>``; the sloppy shop's own code."""
+        kits = ((FRESH, self.fresh), (FLAKY, self.flaky), (HUNG, self.hung))
         return Starlette(
             routes=[
-                Mount(f"/{tenant}", app=self._receiver(tenant, backend))
-                for tenant, backend in ((FRESH, self.fresh), (FLAKY, self.flaky), (HUNG, self.hung))
+                *(
+                    Mount(f"/{tenant}", app=self._receiver(tenant, backend))
+                    for tenant, backend in kits
+                ),
+                Route(
+                    f"/{SLOPPY}/api/vizochok/check-products",
+                    self._sloppy_products,
+                    methods=["POST"],
+                ),
             ]
         )
+
+    async def _sloppy_products(self, request: Request) -> JSONResponse:
+        """Verifies the signature like everyone, then answers by hand, mistakes and all."""
+        body = await request.body()
+        try:
+            verify_request(request.headers, body, self.secrets[SLOPPY])
+        except VerificationError as exc:
+            return JSONResponse({"error": exc.code}, status_code=401)
+        return JSONResponse(SLOPPY_REPLY)
 
     def _receiver(self, tenant: str, backend: GroceryBackend) -> Starlette:
         return create_receiver_app(

@@ -1,0 +1,354 @@
+"""``vizochok-dispatch``: migrate, manage tenants and keys, rotate encryption keys, serve.
+
+Settings come from the ``VIZOCHOK_*`` environment (``--database-url`` overrides the database).
+API keys and encryption keys are printed once, when made, and never again; errors name what
+to fix and never echo a key.  Exit status: 0 done, 1 refused or failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import click
+import structlog
+from pydantic import ValidationError
+
+from . import _migrations
+from ._crypto import KEYS_SETTING, new_key_line
+from ._dispatcher import Dispatcher
+from ._exceptions import DispatchError, SchemaNotReady
+from ._settings import DispatchSettings
+from ._sql_store import ReencryptReport, SqlConfigStore, create_engine_for, safe_url
+from ._tenants import IssuedKey, TenantDirectory
+from ._testfire import (
+    SAMPLE_SKUS,
+    TEST_STORE_ID,
+    WEBHOOKS,
+    FireReport,
+    report_lines,
+    run_test_fire,
+)
+from ._version import __version__
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    database_url: str | None
+
+    def settings(self) -> DispatchSettings:
+        overrides = {"database_url": self.database_url} if self.database_url else {}
+        try:
+            return DispatchSettings(**overrides)  # type: ignore[arg-type]  # validated here
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"VIZOCHOK_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            raise click.ClickException(f"invalid settings: {problems}") from None
+
+
+def _run(make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one coroutine; package errors become a one-line message and exit status 1."""
+
+    async def call() -> _T:
+        return await make()
+
+    try:
+        return asyncio.run(call())
+    except SchemaNotReady as exc:
+        raise click.ClickException(f"{exc} (or run `vizochok-dispatch db upgrade`)") from None
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _store(settings: DispatchSettings, *, secrets: bool) -> SqlConfigStore:
+    """The store; ``secrets=True`` applies the production rule (keys required)."""
+    box = settings.secret_box() if secrets or settings.secret_keys is not None else None
+    return SqlConfigStore(
+        settings.database_url,
+        rules=settings.config_rules(),
+        auto_migrate=settings.migrates_automatically(),
+        secret_box=box,
+    )
+
+
+async def _with_directory(
+    settings: DispatchSettings, use: Callable[[TenantDirectory], Awaitable[_T]]
+) -> _T:
+    store = _store(settings, secrets=False)
+    try:
+        return await use(TenantDirectory.for_store(store))
+    finally:
+        await store.close()
+
+
+def _echo_json(document: object) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def _show_key(issued: IssuedKey) -> None:
+    click.echo(f"API key {issued.key_id}: {issued.key}")
+    click.echo("Shown once: store it now (VIZOCHOK keeps only its hash). Send it as")
+    click.echo("  Authorization: Bearer <the key>")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    metavar="URL",
+    default=None,
+    help="The config store (default: VIZOCHOK_DATABASE_URL, else ./vizochok.db).",
+)
+@click.version_option(__version__, prog_name="vizochok-dispatch")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """VIZOCHOK dispatch: the admin API and its tenants, keys and secrets."""
+    ctx.obj = _State(database_url)
+    # Logs go to stderr, so stdout stays clean for --json; the config is restored after.
+    previous = structlog.get_config()
+    structlog.configure(logger_factory=_stderr_logger)
+    ctx.call_on_close(lambda: structlog.configure(**previous))
+
+
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)  # looked up per call: follows redirection
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(state: _State) -> None:
+    """Migrate the database to the newest schema (safe to run on every deploy)."""
+    settings = state.settings()
+
+    async def upgrade() -> str | None:
+        engine = create_engine_for(settings.database_url)
+        try:
+            await _migrations.upgrade(engine)
+            return await _migrations.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    revision = _run(upgrade)
+    click.echo(f"{safe_url(settings.database_url)} is at revision {revision} (head)")
+
+
+# -- tenants ----------------------------------------------------------------------------------
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants of the admin API."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--id", "tenant_id", default=None, help="The tenant id (default: generated).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.pass_obj
+def tenants_create(state: _State, name: str, tenant_id: str | None, as_json: bool) -> None:
+    """Create tenant NAME and its first API key (printed once)."""
+    settings = state.settings()
+    tenant, issued = _run(
+        lambda: _with_directory(settings, lambda d: d.create_tenant(name, tenant_id=tenant_id))
+    )
+    if as_json:
+        _echo_json(
+            {
+                "tenant_id": tenant.id,
+                "name": tenant.name,
+                "key_id": issued.key_id,
+                "api_key": issued.key,
+            }
+        )
+        return
+    click.echo(f"Created tenant {tenant.id} ({tenant.name})")
+    _show_key(issued)
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.pass_obj
+def tenants_list(state: _State, as_json: bool) -> None:
+    """List the tenants."""
+    settings = state.settings()
+    found = _run(lambda: _with_directory(settings, lambda d: d.list_tenants()))
+    if as_json:
+        _echo_json([{"tenant_id": t.id, "name": t.name, "created_at": t.created_at} for t in found])
+        return
+    for tenant in found:
+        click.echo(f"{tenant.id}\t{tenant.name}")
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Tenants' API keys."""
+
+
+@keys.command("create")
+@click.argument("tenant")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.pass_obj
+def keys_create(state: _State, tenant: str, as_json: bool) -> None:
+    """Issue another API key for TENANT (printed once)."""
+    settings = state.settings()
+    issued = _run(lambda: _with_directory(settings, lambda d: d.create_key(tenant)))
+    if as_json:
+        _echo_json({"tenant_id": issued.tenant_id, "key_id": issued.key_id, "api_key": issued.key})
+        return
+    _show_key(issued)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_obj
+def keys_revoke(state: _State, key_id: str) -> None:
+    """Revoke API key KEY_ID (``key_...``) at once."""
+    settings = state.settings()
+    info = _run(lambda: _with_directory(settings, lambda d: d.revoke_key(key_id)))
+    click.echo(f"Revoked {info.key_id} of tenant {info.tenant_id}")
+
+
+@keys.command("list")
+@click.argument("tenant")
+@click.pass_obj
+def keys_list(state: _State, tenant: str) -> None:
+    """List TENANT's keys by id (the keys themselves are not stored)."""
+    settings = state.settings()
+    found = _run(lambda: _with_directory(settings, lambda d: d.list_keys(tenant)))
+    for info in found:
+        status = "active" if info.active else f"revoked {info.revoked_at:%Y-%m-%d %H:%M}"
+        click.echo(f"{info.key_id}\t{status}")
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+@main.group("secrets")
+def secrets_group() -> None:
+    """The keys that encrypt webhook secrets at rest."""
+
+
+@secrets_group.command("generate-key")
+@click.option("--id", "key_id", default=None, help="The key id (default: generated).")
+def secrets_generate_key(key_id: str | None) -> None:
+    """Print a new encryption key line for VIZOCHOK_SECRET_KEYS."""
+    try:
+        line = new_key_line(key_id)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(line)
+    click.echo(
+        f"Put it first in {KEYS_SETTING} (comma-separated, older keys after it), restart, then "
+        "run `vizochok-dispatch secrets reencrypt`.",
+        err=True,
+    )
+
+
+@secrets_group.command("reencrypt")
+@click.pass_obj
+def secrets_reencrypt(state: _State) -> None:
+    """Re-encrypt every stored secret with the first key (after adding a new key)."""
+    settings = state.settings()
+
+    async def reencrypt() -> ReencryptReport:
+        store = _store(settings, secrets=True)
+        try:
+            return await store.reencrypt_secrets()
+        finally:
+            await store.close()
+
+    report = _run(reencrypt)
+    click.echo(
+        f"{report.total} secrets: {report.reencrypted} re-encrypted, {report.current} already "
+        f"current, {len(report.unreadable)} unreadable"
+    )
+    if report.unreadable:
+        raise click.ClickException(
+            "unreadable (add their old key to "
+            f"{KEYS_SETTING} and run again): {', '.join(report.unreadable)}"
+        )
+
+
+# -- serve and test-fire ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_obj
+def serve(state: _State, host: str, port: int) -> None:
+    """Run the admin API under uvicorn."""
+    settings = state.settings()
+    try:
+        import uvicorn  # noqa: PLC0415 - the ``server`` extra, needed by this command only
+
+        from .admin import create_admin_app  # noqa: PLC0415 - imports FastAPI
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"serving needs {exc.name}: pip install 'vizochok-dispatch[server]'"
+        ) from None
+    try:
+        app = create_admin_app(settings)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Admin API on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/docs)")
+    click.echo(f"Config store: {safe_url(settings.database_url)}")
+    click.echo("Create a tenant and its API key: vizochok-dispatch tenants create NAME")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@main.command("test-fire")
+@click.argument("tenant")
+@click.option("--webhook", type=click.Choice(WEBHOOKS), default="products", show_default=True)
+@click.option(
+    "--sku", "skus", multiple=True, help=f"A SKU to ask for (default: {', '.join(SAMPLE_SKUS)})."
+)
+@click.option("--store-id", default=TEST_STORE_ID, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
+    state: _State,
+    tenant: str,
+    webhook: str,
+    skus: Sequence[str],
+    store_id: str,
+    as_json: bool,
+) -> None:
+    """Send TENANT's webhook one real, signed request and report it (exit 1 if it failed)."""
+    settings = state.settings()
+
+    async def fire() -> FireReport:
+        async with Dispatcher.from_settings(settings) as dispatcher:
+            return await run_test_fire(
+                dispatcher,
+                tenant,
+                webhook=webhook,  # type: ignore[arg-type]  # click.Choice checked it
+                skus=list(skus) or list(SAMPLE_SKUS),
+                store_id=store_id,
+            )
+
+    report = _run(fire)
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        for line in report_lines(report.as_dict()):
+            click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)

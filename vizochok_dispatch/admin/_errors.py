@@ -1,0 +1,194 @@
+"""One error shape for every admin API error, and the handlers that produce it.
+
+Every error body is ``{"error": {"code", "message", "fields"?}}``; ``fields`` (one entry per
+broken field) appears on validation errors only.  Messages name fields and rules, never the
+values sent: a rejected secret must not come back in a response or reach a log.  Every
+authentication failure gets the very same 401 (:data:`UNAUTHORIZED_BODY`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .._exceptions import FieldError, InvalidConfig, StoreError
+
+_log = structlog.get_logger("vizochok_dispatch")
+
+UNAUTHORIZED_MESSAGE: Final = "a valid API key is required: Authorization: Bearer sk_..."
+UNAUTHORIZED_BODY: Final = {"error": {"code": "unauthorized", "message": UNAUTHORIZED_MESSAGE}}
+UNAUTHORIZED_HEADERS: Final = {"WWW-Authenticate": "Bearer"}
+
+_STATUS_CODES: Final = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    """An error response the routes raise: status, stable code, message, optional fields."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        fields: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = tuple(fields)
+        self.headers = dict(headers or {})
+
+
+def error_body(code: str, message: str, fields: Iterable[FieldError] = ()) -> dict[str, Any]:
+    """The one error shape."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    listed = [{"field": f.field, "message": f.message} for f in fields]
+    if listed:
+        error["fields"] = listed
+    return {"error": error}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """An :class:`ApiError` as its response."""
+    return JSONResponse(
+        error_body(error.code, error.message, error.fields),
+        status_code=error.status,
+        headers=error.headers,
+    )
+
+
+def unauthorized() -> ApiError:
+    """The 401 every authentication failure gets, whatever the reason."""
+    return ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, headers=UNAUTHORIZED_HEADERS)
+
+
+def invalid(fields: Sequence[FieldError]) -> ApiError:
+    """A 422 listing every broken field."""
+    return ApiError(
+        422, "validation_error", "the request has invalid fields; nothing was saved", fields=fields
+    )
+
+
+def not_configured(message: str) -> ApiError:
+    """A 409: the operation needs a saved configuration first."""
+    return ApiError(409, "not_configured", message)
+
+
+def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
+    """Pydantic / FastAPI errors as field errors, in our words, without the input values."""
+    fields: list[FieldError] = []
+    for error in errors:
+        kind = str(error.get("type", ""))
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        if kind == "json_invalid":
+            fields.append(FieldError("body", "is not valid JSON"))
+            continue
+        if not location or kind in {"model_type", "model_attributes_type", "dict_type"}:
+            name = ".".join(location) or "body"
+            fields.append(FieldError(name, _message(kind, error, top=not location)))
+            continue
+        fields.append(FieldError(".".join(location), _message(kind, error, top=False)))
+    return fields
+
+
+def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
+    if top and kind in {"model_type", "model_attributes_type", "dict_type", "missing"}:
+        return "must be a JSON object"
+    if error.get("input", ...) is None and kind.endswith("_type"):
+        return "must not be null"
+    known = {
+        "extra_forbidden": "is not a known field",
+        "missing": "is required",
+        "string_type": "must be a string",
+        "float_type": "must be a number",
+        "int_type": "must be an integer",
+        "bool_type": "must be true or false",
+        "list_type": "must be a list",
+        "string_too_short": "is too short",
+        "string_too_long": "is too long",
+        "too_short": "has too few items",
+        "too_long": "has too many items",
+    }
+    if kind in known:
+        limit = (error.get("ctx") or {}).get("max_length") or (error.get("ctx") or {}).get(
+            "min_length"
+        )
+        text = known[kind]
+        return f"{text} (limit {limit})" if limit is not None and "too" in kind else text
+    message = str(error.get("msg", "is invalid"))
+    message = message.removeprefix("Value error, ")
+    if message.startswith("Input should be"):
+        message = "must be" + message.removeprefix("Input should be")
+    return message
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error the framework or the core raises into the one shape."""
+
+    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+        return error_response(exc)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+        # FastAPI parses a body before it runs dependencies; an unauthenticated caller still
+        # gets the 401, not a description of what it sent wrong.
+        context = getattr(request.app.state, "admin", None)
+        if context is not None and await context.authenticate(request) is None:
+            return error_response(unauthorized())
+        if exc.body is not None and not _is_json(request.headers.get("content-type")):
+            return error_response(
+                ApiError(415, "unsupported_media_type", "send the body as application/json")
+            )
+        return error_response(invalid(validation_fields(exc.errors())))
+
+    async def on_invalid_config(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidConfig)  # noqa: S101 - registered for it only
+        return error_response(invalid(exc.errors))
+
+    async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
+        _log.error("admin.store_error", path=request.url.path, error=str(exc))
+        return error_response(
+            ApiError(503, "store_unavailable", "the configuration store is unavailable; retry")
+        )
+
+    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+        if exc.status_code == 401:
+            return error_response(unauthorized())
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return error_response(
+            ApiError(exc.status_code, code, message.lower(), headers=exc.headers or None)
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(InvalidConfig, on_invalid_config)
+    app.add_exception_handler(StoreError, on_store_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
