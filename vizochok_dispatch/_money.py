@@ -41,6 +41,11 @@ def to_decimal(value: object, field: str, *, positive: bool) -> Decimal:
         number = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except InvalidOperation:
         raise ValueError(f"{field} must be a number") from None
+    return checked_amount(number, field, positive=positive)
+
+
+def checked_amount(number: Decimal, field: str, *, positive: bool) -> Decimal:
+    """``number`` when it is finite and not negative (``positive``: greater than 0)."""
     if not number.is_finite():
         raise ValueError(f"{field} must be a finite number")
     if positive and number <= 0:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import ClassVar, Final
 
 from .. import _json
+from .._money import checked_amount
 
 #: The dispatcher keeps a refusal reason only up to this length (CONTRACT §5).
 MAX_REASON_CHARS: Final = 200
@@ -24,13 +25,7 @@ def _money(value: object, field: str, *, positive: bool = False) -> Decimal:
         kind = type(value).__name__
         raise TypeError(f"{field} must be a Decimal (or int), not {kind}: floats round money")
     number = value if isinstance(value, Decimal) else Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"{field} must be finite")
-    if positive and number <= 0:
-        raise ValueError(f"{field} must be greater than 0")
-    if number < 0:
-        raise ValueError(f"{field} must not be negative")
-    return number
+    return checked_amount(number, field, positive=positive)
 
 
 def _text(value: object, field: str) -> str:
