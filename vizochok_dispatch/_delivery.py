@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import httpx
 import structlog
@@ -82,8 +82,7 @@ class _TooLarge(Exception):
     """The body passed the response cap."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     attempt: Attempt
     body: bytes | None
 
