@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -66,7 +65,7 @@ def parse_operation_reply(body: bytes) -> CartResult:
         document = _json.loads(body)
     except (ValueError, RecursionError):
         return failed(INVALID_RESPONSE, ("body is not JSON",))
-    if not isinstance(document, Mapping) or not isinstance(document.get("ok"), bool):
+    if not isinstance(document, dict) or not isinstance(document.get("ok"), bool):
         return failed(INVALID_RESPONSE, ('body has no boolean "ok"',))
     if document["ok"]:
         return CartResult(ok=True)
@@ -93,7 +92,7 @@ def parse_load_reply(body: bytes) -> CartLoad:
         document = _json.loads(body)
     except (ValueError, RecursionError):
         return CartLoad(loaded=False, failure=INVALID_RESPONSE, problems=("body is not JSON",))
-    if not isinstance(document, Mapping) or not isinstance(document.get("items"), list):
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         return CartLoad(
             loaded=False, failure=INVALID_RESPONSE, problems=('body has no "items" list',)
         )
@@ -109,7 +108,7 @@ def parse_load_reply(body: bytes) -> CartLoad:
 
 
 def _item(entry: object) -> tuple[CartItem | None, str]:
-    if not isinstance(entry, Mapping):
+    if not isinstance(entry, dict):
         return None, "is not an object"
     sku, name, unit = entry.get("sku"), entry.get("name"), entry.get("unit")
     if not isinstance(sku, str) or not sku:

@@ -36,7 +36,7 @@ from ._signing import (
     compute_signature,
 )
 from ._version import __version__
-from ._wire import BlockedDestination, Sender, WireResponse
+from ._wire import BlockedDestination, Sender
 
 USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
 
@@ -194,7 +194,9 @@ class Deliverer:
                 response = await self._send(method, url, headers, body)
                 status = response.status
                 try:
-                    payload = await self._read_body(response) if status == 200 else None
+                    payload = await response.read(self._cap) if status == 200 else None
+                    if status == 200 and payload is None:
+                        raise _TooLarge
                 finally:
                     await response.aclose()
         except BlockedDestination:
@@ -211,12 +213,6 @@ class Deliverer:
             return _Outcome(Attempt(number, status, elapsed, detail), payload)
         elapsed = _ms(self._clock.monotonic() - started)
         return _Outcome(Attempt(number, status, elapsed, detail), None)
-
-    async def _read_body(self, response: WireResponse) -> bytes:
-        body = await response.read(self._cap)
-        if body is None:
-            raise _TooLarge
-        return body
 
 
 def _ms(seconds: float) -> float:

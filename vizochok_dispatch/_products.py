@@ -45,7 +45,7 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
         document = _json.loads(body)
     except (ValueError, RecursionError):
         return all_unavailable(skus, INVALID_RESPONSE, ("body is not JSON",))
-    if not isinstance(document, Mapping) or not isinstance(document.get("products"), list):
+    if not isinstance(document, dict) or not isinstance(document.get("products"), list):
         return all_unavailable(skus, INVALID_RESPONSE, ('body has no "products" list',))
 
     requested = set(skus)
@@ -53,7 +53,7 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
     out_of_stock: set[str] = set()
     problems: list[str] = []
     for index, entry in enumerate(document["products"]):
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             problems.append(f"products[{index}]: is not an object")
             continue
         sku = entry.get("sku")
