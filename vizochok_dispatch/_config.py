@@ -53,11 +53,6 @@ class WebhookConfig:
     version: int = 1
     updated_at: datetime | None = None
 
-    @property
-    def masked_secret(self) -> str:
-        """The secret as it may be shown: prefix and last four characters."""
-        return mask_secret(self.secret)
-
 
 @dataclass(frozen=True, slots=True)
 class ConfigRules:

@@ -160,7 +160,3 @@ class Bulkhead:
             self._in_flight[tenant_id] = remaining
         else:
             del self._in_flight[tenant_id]
-
-    def in_flight(self, tenant_id: str) -> int:
-        """The tenant's calls in flight now."""
-        return self._in_flight.get(tenant_id, 0)
