@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import click
@@ -40,7 +40,8 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class _State:
-    database_url: str | None
+    #: Kept out of the ``repr``: the URL may carry the database password.
+    database_url: str | None = field(repr=False)
 
     def settings(self) -> DispatchSettings:
         overrides = {"database_url": self.database_url} if self.database_url else {}

@@ -6,21 +6,29 @@ so tests and several dispatchers in one process never share hidden state.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import ConfigRules
 from ._crypto import KEYS_SETTING, SecretBox
 from ._destinations import DestinationPolicy, parse_networks
 from ._exceptions import SettingsError
+from ._sql_store import safe_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./vizochok.db"
 
 
 class DispatchSettings(BaseSettings):
-    """What a deployment may tune; every field has the contract's default."""
+    """What a deployment may tune; every field has the contract's default.
+
+    ``database_url`` may carry the database password.  It is read as given
+    (``settings.database_url``), but ``repr``, ``str`` and ``model_dump`` show it with the
+    password as ``***`` (SQLAlchemy's ``render_as_string(hide_password=True)``), so logging
+    the settings never logs the password.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="VIZOCHOK_",
@@ -70,6 +78,14 @@ class DispatchSettings(BaseSettings):
     admin_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     #: Test-fires one tenant may make per minute through the admin API.
     admin_test_fires_per_minute: int = Field(default=10, ge=1, le=10_000)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (safe_url(value) if name == "database_url" else value)
+
+    @field_serializer("database_url")
+    def _mask_database_url(self, value: str) -> str:
+        return safe_url(value)
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -78,12 +78,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN40
     cursor.close()
 
 
+#: Query parameters a driver reads as a password (``?password=...`` works on asyncpg).
+_PASSWORD_PARAMETERS = frozenset({"password", "passwd", "pwd", "sslpassword"})
+
+
 def safe_url(url: str) -> str:
-    """The URL as it may appear in an error: password hidden."""
+    """The URL as it may appear in an error, a log or a ``repr``: every password as ``***``.
+
+    That is the userinfo password (SQLAlchemy's ``render_as_string(hide_password=True)``) and
+    any password given as a query parameter; a URL that does not parse is not shown at all.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:
         return "<unparsable database URL>"
+    hidden = [name for name in parsed.query if name.lower() in _PASSWORD_PARAMETERS]
+    shown = parsed.difference_update_query(hidden).render_as_string(hide_password=True)
+    if hidden:
+        shown += ("&" if "?" in shown else "?") + "&".join(f"{n}=***" for n in hidden)
+    return shown
 
 
 class SqlConfigStore:
@@ -157,6 +170,7 @@ class SqlConfigStore:
                     f"cannot read or create the secret key file {key_file}: {type(exc).__name__}"
                 ) from exc
         self._ready = True
+        _log.info("config_store.opened", store=self.url)
 
     async def close(self) -> None:
         """Dispose of the engine if this store created it."""
