@@ -9,12 +9,13 @@ from __future__ import annotations
 import enum
 import math
 import secrets
+import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from ._destinations import DestinationPolicy
+from ._destinations import DestinationPolicy, parse_host_address
 from ._exceptions import FieldError, InvalidConfig
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a public prefix, not a secret
@@ -22,6 +23,10 @@ MIN_OWN_SECRET_CHARS: Final = 24
 MAX_SECRET_CHARS: Final = 256
 MAX_URL_CHARS: Final = 2048
 MAX_TENANT_ID_CHARS: Final = 128
+#: DNS limits (RFC 1035 §2.3.4): a name of at most 253 characters, 63 per label.
+MAX_HOST_CHARS: Final = 253
+MAX_LABEL_CHARS: Final = 63
+_HOST_CHARS: Final = frozenset(string.ascii_lowercase + string.digits + "-_.")
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 MIN_TIMEOUT_SECONDS: Final = 0.1
 MAX_TIMEOUT_SECONDS: Final = 30.0
@@ -118,11 +123,11 @@ def merge_config(
             if required:
                 errors.append(FieldError(name, "is required"))
             continue
-        problem = url_problem(value, allow_http=rules.allow_http)
-        if problem is None:
+        problems = url_problems(value, allow_http=rules.allow_http)
+        if not problems:
             problem = rules.destinations.url_problem(value)  # type: ignore[arg-type]
-        if problem is not None:
-            errors.append(FieldError(name, problem))
+            problems = [] if problem is None else [problem]
+        errors.extend(FieldError(name, problem) for problem in problems)
 
     if (problem := _timeout_problem(new_timeout)) is not None:
         errors.append(FieldError("timeout_seconds", problem))
@@ -163,33 +168,101 @@ def _tenant_id_problem(tenant_id: object) -> str | None:
 
 
 def url_problem(value: object, *, allow_http: bool) -> str | None:
-    """Why ``value`` is not an acceptable webhook URL, or ``None`` when it is."""
+    """Why ``value`` is not an acceptable webhook URL, or ``None`` when it is.
+
+    The per-call check (the dispatcher's): CONTRACT §1's rules only, so a URL stored before
+    the save-time host rules of :func:`url_problems` keeps working as it did.
+    """
+    problems = _url_problems(value, allow_http=allow_http, host_rules=False)
+    return problems[0] if problems else None
+
+
+def url_problems(value: object, *, allow_http: bool) -> list[str]:
+    """Every rule ``value`` breaks as a webhook URL, in a fixed order; empty when it is fine.
+
+    The save-time check: CONTRACT §1 (absolute ``https://``, no user or password, at most
+    2048 characters) plus what makes a host impossible to reach: port 0, and a host name
+    that breaks DNS syntax (RFC 1035 §2.3.4 lengths, RFC 1123 §2.1 labels); see
+    :func:`host_name_problems`.  Messages name the rule, never the value.
+    """
+    return _url_problems(value, allow_http=allow_http, host_rules=True)
+
+
+def _url_problems(value: object, *, allow_http: bool, host_rules: bool) -> list[str]:
     if not isinstance(value, str):
-        return "must be a string URL"
+        return ["must be a string URL"]
+    problems: list[str] = []
     if len(value) > MAX_URL_CHARS:
-        return f"must be at most {MAX_URL_CHARS} characters"
+        problems.append(f"must be at most {MAX_URL_CHARS} characters")
     if not value or value != value.strip() or any(ch.isspace() for ch in value):
-        return "must not contain whitespace"
-    if not value.isprintable() or not value.isascii():
-        return "must be an ASCII URL without control characters (percent-encode the rest)"
+        problems.append("must not contain whitespace")
+    elif not value.isprintable() or not value.isascii():
+        problems.append("must be an ASCII URL without control characters (percent-encode the rest)")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        return "is not a valid URL"
-    del port  # parsed only to reject a malformed port
+        return [*problems, "is not a valid URL"]
+    problems.extend(_part_problems(parts, allow_http=allow_http))
+    if host_rules:
+        if port == 0:
+            problems.append("must not use port 0 (ports are 1 to 65535; omit it for 443)")
+        if parts.hostname:
+            problems.extend(host_name_problems(parts.hostname))
+    return problems
+
+
+def _part_problems(parts: SplitResult, *, allow_http: bool) -> list[str]:
+    problems: list[str] = []
     allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed:
         if parts.scheme == "http":
-            return "must use https:// (plain http:// is not allowed in this deployment)"
-        return "must be an absolute https:// URL"
+            problems.append("must use https:// (plain http:// is not allowed in this deployment)")
+        else:
+            problems.append("must be an absolute https:// URL")
     if not parts.hostname:
-        return "must name a host"
+        problems.append("must name a host")
     if parts.username is not None or parts.password is not None:
-        return "must not contain a user or password"
+        problems.append("must not contain a user or password")
     if parts.fragment:
-        return "must not contain a #fragment"
-    return None
+        problems.append("must not contain a #fragment")
+    return problems
+
+
+def host_name_problems(host: str) -> list[str]:
+    """Why ``host`` can never be a reachable DNS name; empty when it can (or is an address).
+
+    A name is dot-separated labels (one trailing dot allowed): at most 253 characters and
+    63 per label (RFC 1035 §2.3.4); no empty label; letters, digits, ``-`` and ``_`` only,
+    with no ``-`` at either end of a label (RFC 1123 §2.1; ``_`` appears in real service
+    names); and the last label not all digits (RFC 3696 §2: it would be an IPv4 address).
+    """
+    if parse_host_address(host) is not None:
+        return []  # an address; the SSRF policy judges it
+    name = host.lower().removesuffix(".")
+    labels = name.split(".")
+    problems: list[str] = []
+    if len(name) > MAX_HOST_CHARS:
+        problems.append(f"host must be at most {MAX_HOST_CHARS} characters (the DNS limit)")
+    if any(not label for label in labels):
+        problems.append("host must not have an empty label (two dots in a row, or a leading dot)")
+    if any(len(label) > MAX_LABEL_CHARS for label in labels):
+        problems.append(
+            f"each dot-separated part of the host must be at most {MAX_LABEL_CHARS} characters "
+            "(the DNS limit)"
+        )
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        problems.append("no dot-separated part of the host may start or end with '-'")
+    if any(ch not in _HOST_CHARS for ch in name):
+        problems.append(
+            "host may contain only letters, digits, '-', '_' and dots "
+            "(write an international name in its xn-- form)"
+        )
+    if labels[-1].isdigit():
+        problems.append(
+            "host must not end in an all-digit part: it is neither an IPv4 address nor a name"
+        )
+    return problems
 
 
 def _timeout_problem(value: object) -> str | None:
