@@ -1,4 +1,4 @@
-// Package verify checks that a webhook request came from VIZOCHOK (CONTRACT.md §2).
+// Package verify checks that a webhook request came from VIZOCHOK (docs/webhooks.md §2).
 //
 // X-VIZOCHOK-Signature is "sha256=" + lowercase hex of HMAC-SHA256 with the secret's UTF-8
 // bytes as key, over "<timestamp>." + the raw body bytes; X-VIZOCHOK-Timestamp (Unix

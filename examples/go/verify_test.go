@@ -16,7 +16,7 @@ import (
 )
 
 // go test ./... -args -vectors=/path/to/signature-vectors.json
-// Otherwise $VIZOCHOK_SIGNATURE_VECTORS, else ../shared/spec/ beside the repository root.
+// Otherwise $VIZOCHOK_SIGNATURE_VECTORS, else the repository's docs/signature-vectors.json.
 var vectorsFlag = flag.String("vectors", "", "path to signature-vectors.json")
 
 type vector struct {
@@ -37,7 +37,7 @@ func loadVectors(t *testing.T) []vector {
 	}
 	if path == "" {
 		// The package directory is examples/go; the repository root is two levels up.
-		path = filepath.Join("..", "..", "..", "shared", "spec", "signature-vectors.json")
+		path = filepath.Join("..", "..", "docs", "signature-vectors.json")
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {

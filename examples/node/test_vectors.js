@@ -2,9 +2,9 @@
 //
 //   node examples/node/test_vectors.js [path/to/signature-vectors.json]
 //
-// Without an argument: $VIZOCHOK_SIGNATURE_VECTORS, else ../shared/spec/ beside the repo
-// root.  Prints one line per case and "N passed, N failed"; exits 1 on any failure, 2 when
-// the vectors cannot be read.
+// Without an argument: $VIZOCHOK_SIGNATURE_VECTORS, else the repository's published
+// docs/signature-vectors.json.  Prints one line per case and "N passed, N failed"; exits 1
+// on any failure, 2 when the vectors cannot be read.
 "use strict";
 
 const fs = require("node:fs");
@@ -16,7 +16,7 @@ const repoRoot = path.resolve(__dirname, "..", "..");
 const vectorsPath =
   process.argv[2] ||
   process.env.VIZOCHOK_SIGNATURE_VECTORS ||
-  path.join(repoRoot, "..", "shared", "spec", "signature-vectors.json");
+  path.join(repoRoot, "docs", "signature-vectors.json");
 
 let vectors;
 try {

@@ -1,6 +1,6 @@
 // Verify a VIZOCHOK webhook request in plain Node.js (no dependencies).
 //
-// Contract (CONTRACT.md §2): X-VIZOCHOK-Signature = "sha256=" + lowercase hex of
+// Rule (docs/webhooks.md §2): X-VIZOCHOK-Signature = "sha256=" + lowercase hex of
 // HMAC-SHA256(key = UTF-8 secret, message = "<timestamp>." + raw body bytes), and the
 // timestamp (X-VIZOCHOK-Timestamp, Unix seconds) must be within 300 s of our clock.
 //

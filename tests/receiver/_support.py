@@ -1,10 +1,8 @@
-"""Shared pieces of the receiver tests: the spec's vectors, a recording tenant, dispatchers."""
+"""Shared pieces of the receiver tests: the signature vectors, a recording tenant, dispatchers."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,6 +12,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from tests.support import vectors as _vectors
 from vizochok_dispatch import (
     Clock,
     ConfigRules,
@@ -49,20 +48,16 @@ CART_ITEMS_PATH = "/api/vizochok/cart/items"
 
 
 def vectors_path() -> Path:
-    """The binding vectors: ``$VIZOCHOK_SIGNATURE_VECTORS``, else ``../shared/spec``."""
-    override = os.environ.get("VIZOCHOK_SIGNATURE_VECTORS")
-    path = Path(override) if override else REPO_ROOT.parent / "shared/spec/signature-vectors.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"signature vectors not found at {path}; set VIZOCHOK_SIGNATURE_VECTORS"
-        )
-    return path
+    """The signature vectors file: ``docs/signature-vectors.json`` unless overridden.
+
+    ``$VIZOCHOK_SIGNATURE_VECTORS`` overrides it (see ``tests/support/vectors.py``).
+    """
+    return _vectors.vectors_path()
 
 
 def load_vectors() -> list[dict[str, Any]]:
-    """Every case of ``signature-vectors.json``."""
-    cases: list[dict[str, Any]] = json.loads(vectors_path().read_text("utf-8"))["vectors"]
-    return cases
+    """Every case of :func:`vectors_path`'s file."""
+    return _vectors.load_vectors()
 
 
 def signed_headers(
