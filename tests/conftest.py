@@ -93,23 +93,28 @@ async def _admin(url: str | URL, *statements: str) -> None:
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def skip_without_postgres() -> None:
+    """Skip the running test when no PostgreSQL is configured.
+
+    Every PostgreSQL skip is raised here, from this one line, so ``-ra`` folds them all into
+    one summary line with their count instead of one line per test location.
+    """
+    if not os.environ.get(POSTGRES_URL_ENV):
+        pytest.skip(SKIP_POSTGRES_REASON)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip every ``postgres``-marked test, with the reason, when no server is configured."""
-    del config
-    if os.environ.get(POSTGRES_URL_ENV):
-        return
-    skip = pytest.mark.skip(reason=SKIP_POSTGRES_REASON)
-    for item in items:
-        if item.get_closest_marker("postgres") is not None:
-            item.add_marker(skip)
+    if item.get_closest_marker("postgres") is not None:
+        skip_without_postgres()
 
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> str:
     """The URL of ``VIZOCHOK_TEST_POSTGRES_URL`` (used only to create and drop databases)."""
-    url = os.environ.get(POSTGRES_URL_ENV)
-    if not url:
-        pytest.skip(SKIP_POSTGRES_REASON)
+    skip_without_postgres()
+    url = os.environ[POSTGRES_URL_ENV]
     try:
         parsed = make_url(url)
     except Exception:
