@@ -127,7 +127,8 @@ def merge_config(
         if not problems:
             problem = rules.destinations.url_problem(value)  # type: ignore[arg-type]
             problems = [] if problem is None else [problem]
-        errors.extend(FieldError(name, problem) for problem in problems)
+        if problems:
+            errors.append(FieldError(name, "; ".join(problems)))
 
     if (problem := _timeout_problem(new_timeout)) is not None:
         errors.append(FieldError("timeout_seconds", problem))
@@ -194,10 +195,14 @@ def _url_problems(value: object, *, allow_http: bool, host_rules: bool) -> list[
     problems: list[str] = []
     if len(value) > MAX_URL_CHARS:
         problems.append(f"must be at most {MAX_URL_CHARS} characters")
+    # Past these two, the parts of the URL cannot be judged (or even encoded).
     if not value or value != value.strip() or any(ch.isspace() for ch in value):
-        problems.append("must not contain whitespace")
-    elif not value.isprintable() or not value.isascii():
-        problems.append("must be an ASCII URL without control characters (percent-encode the rest)")
+        return [*problems, "must not contain whitespace"]
+    if not value.isprintable() or not value.isascii():
+        return [
+            *problems,
+            "must be an ASCII URL without control characters (percent-encode the rest)",
+        ]
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -206,7 +211,7 @@ def _url_problems(value: object, *, allow_http: bool, host_rules: bool) -> list[
     problems.extend(_part_problems(parts, allow_http=allow_http))
     if host_rules:
         if port == 0:
-            problems.append("must not use port 0 (ports are 1 to 65535; omit it for 443)")
+            problems.append("must not use port 0 (a port is 1 to 65535, or omitted for 443)")
         if parts.hostname:
             problems.extend(host_name_problems(parts.hostname))
     return problems
@@ -220,7 +225,7 @@ def _part_problems(parts: SplitResult, *, allow_http: bool) -> list[str]:
             problems.append("must use https:// (plain http:// is not allowed in this deployment)")
         else:
             problems.append("must be an absolute https:// URL")
-    if not parts.hostname:
+    if not parts.hostname and parts.scheme:  # no scheme: "absolute" above already says it
         problems.append("must name a host")
     if parts.username is not None or parts.password is not None:
         problems.append("must not contain a user or password")
