@@ -25,6 +25,7 @@ UNAUTHORIZED_MESSAGE: Final = "a valid API key is required: Authorization: Beare
 UNAUTHORIZED_BODY: Final = {"error": {"code": "unauthorized", "message": UNAUTHORIZED_MESSAGE}}
 UNAUTHORIZED_HEADERS: Final = {"WWW-Authenticate": "Bearer"}
 
+_MAX_FIELD_NAME: Final = 100
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
@@ -97,9 +98,11 @@ def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     fields: list[FieldError] = []
     for error in errors:
         kind = str(error.get("type", ""))
-        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        location = [_field_name(part) for part in error.get("loc", ()) if part != "body"]
         if kind == "json_invalid":
-            fields.append(FieldError("body", "is not valid JSON"))
+            reason = (error.get("ctx") or {}).get("error")
+            text = f"is not valid JSON: {reason}" if reason else "is not valid JSON"
+            fields.append(FieldError("body", text))
             continue
         if not location or kind in {"model_type", "model_attributes_type", "dict_type"}:
             name = ".".join(location) or "body"
@@ -107,6 +110,12 @@ def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
             continue
         fields.append(FieldError(".".join(location), _message(kind, error, top=False)))
     return fields
+
+
+def _field_name(part: object) -> str:
+    """A location part as printable UTF-8 text of bounded length (a key sent may be neither)."""
+    text = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= _MAX_FIELD_NAME else text[: _MAX_FIELD_NAME - 1] + "…"
 
 
 def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
@@ -118,6 +127,7 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
         "extra_forbidden": "is not a known field",
         "missing": "is required",
         "string_type": "must be a string",
+        "string_unicode": "must be valid UTF-8 text (no lone surrogates)",
         "float_type": "must be a number",
         "int_type": "must be an integer",
         "bool_type": "must be true or false",
@@ -156,10 +166,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
-        # FastAPI parses a body before it runs dependencies; an unauthenticated caller still
-        # gets the 401, not a description of what it sent wrong.
-        context = getattr(request.app.state, "admin", None)
-        if context is not None and await context.authenticate(request) is None:
+        # Routes check the key before the body is parsed; this is the backstop for any
+        # route that would not: a description of the body is for its tenant only.
+        if getattr(request.state, "tenant", None) is None:
             return error_response(unauthorized())
         if exc.body is not None and not _is_json(request.headers.get("content-type")):
             return error_response(

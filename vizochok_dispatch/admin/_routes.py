@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from .._config import UNSET, WebhookConfig, mask_secret, merge_config
 from .._exceptions import FieldError, InvalidConfig
 from .._testfire import run_test_fire
-from ._deps import AdminContext, ContextDep, TenantDep
+from ._deps import AdminContext, AuthenticatedRoute, ContextDep, TenantDep
 from ._errors import ApiError, invalid, not_configured
 from ._schemas import (
     ErrorResponse,
@@ -33,7 +33,9 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
 }
 _NOT_CONFIGURED_TEXT: Final = "no webhooks are configured yet: PATCH /api/v1/admin/webhooks first"
 
-router = APIRouter(prefix="/api/v1/admin", tags=["webhooks"], responses=_ERRORS)
+router = APIRouter(
+    prefix="/api/v1/admin", tags=["webhooks"], responses=_ERRORS, route_class=AuthenticatedRoute
+)
 
 
 def _public(config: WebhookConfig, context: AdminContext, *, reveal: bool) -> WebhookConfigPublic:

@@ -11,14 +11,41 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from .._testfire import SAMPLE_SKUS, TEST_STORE_ID
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 
-Sku = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-StoreId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+def _utf8_text(value: str) -> str:
+    """Refuse lone surrogates (a JSON ``\\ud800`` escape, or bytes that were not UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError(
+            "string_unicode", "must be valid UTF-8 text (no lone surrogates)"
+        ) from None
+    return value
+
+
+def _no_controls(value: str) -> str:
+    if any(ord(ch) < 0x20 for ch in value):  # C0 controls, NUL included
+        raise PydanticCustomError("string_controls", "must not contain control characters")
+    return value
+
+
+#: The dispatcher's limits for what a caller sends (SKUs and store ids: 1 to 256 characters).
+Sku = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256),
+    AfterValidator(_utf8_text),
+    AfterValidator(_no_controls),
+]
+StoreId = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_utf8_text)
+]
 
 
 class WebhookConfigUpdate(BaseModel):
