@@ -29,7 +29,7 @@ from .._tenants import TenantDirectory
 from .._version import __version__
 from ._deps import AdminContext
 from ._errors import ApiError, error_body, install_error_handlers
-from ._routes import router
+from ._routes import errors_beside_shape_errors, router
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -85,7 +85,7 @@ def create_admin_app(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
+    install_error_handlers(app, more_field_errors=errors_beside_shape_errors)
     app.include_router(router)
     app.add_middleware(AdminGuard, max_body_bytes=chosen.admin_max_body_bytes)
     return app

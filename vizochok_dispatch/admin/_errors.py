@@ -8,7 +8,8 @@ authentication failure gets the very same 401 (:data:`UNAUTHORIZED_BODY`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 import structlog
@@ -157,8 +158,20 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every error the framework or the core raises into the one shape."""
+#: ``(request, parsed body, fields already refused)`` -> the body's other field errors.
+MoreFieldErrors = Callable[[Request, object, AbstractSet[str]], Awaitable[list[FieldError]]]
+
+
+async def _none(_request: Request, _body: object, _refused: AbstractSet[str]) -> list[FieldError]:
+    return []
+
+
+def install_error_handlers(app: FastAPI, *, more_field_errors: MoreFieldErrors = _none) -> None:
+    """Route every error the framework or the core raises into the one shape.
+
+    ``more_field_errors`` adds the rules a body breaks beyond its JSON shape to a 422 about
+    the shape, so one answer lists every broken field.
+    """
 
     async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
@@ -174,7 +187,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 ApiError(415, "unsupported_media_type", "send the body as application/json")
             )
-        return error_response(invalid(validation_fields(exc.errors())))
+        fields = validation_fields(exc.errors())
+        refused = {field.field.split(".", 1)[0] for field in fields}
+        fields += await more_field_errors(request, exc.body, refused)
+        return error_response(invalid(fields))
 
     async def on_invalid_config(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InvalidConfig)  # noqa: S101 - registered for it only

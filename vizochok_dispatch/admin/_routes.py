@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from .._config import UNSET, WebhookConfig, mask_secret, merge_config
-from .._exceptions import FieldError, InvalidConfig
+from .._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
+from .._exceptions import FieldError, InvalidConfig, StoreError
 from .._testfire import run_test_fire
-from ._deps import AdminContext, AuthenticatedRoute, ContextDep, TenantDep
+from ._deps import (
+    AdminContext,
+    AuthenticatedRoute,
+    ContextDep,
+    TenantDep,
+    admin_context,
+    authenticated_tenant,
+)
 from ._errors import ApiError, invalid, not_configured
 from ._schemas import (
     ErrorResponse,
@@ -26,6 +34,7 @@ _log = structlog.get_logger("vizochok_dispatch")
 
 _URL_FIELDS: Final = ("products_url", "cart_url", "cart_get_url")
 _NULLABLE: Final = frozenset({"cart_get_url"})
+_UPDATE_FIELDS: Final = frozenset(WebhookConfigUpdate.model_fields)
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorResponse, "description": "missing, malformed, unknown or revoked key"},
     413: {"model": ErrorResponse, "description": "request body over the size cap"},
@@ -73,17 +82,12 @@ async def update_webhooks(
 ) -> WebhookConfigPublic:
     """Partial update; the first save generates the secret and shows it, once."""
     given: dict[str, Any] = update.model_dump(exclude_unset=True)
-    errors = [
-        FieldError(name, "must not be null")
-        for name, value in given.items()
-        if value is None and name not in _NULLABLE
-    ]
-    if errors:
-        raise invalid(errors)
     existing = await _stored(context, tenant.id)
     if not given and existing is not None:
         return _public(existing, context, reveal=False)
-    await _check_everything(context, tenant.id, existing, given)
+    errors = await _update_errors(context, tenant.id, existing, given)
+    if errors:
+        raise invalid(errors)
     saved = await context.dispatcher.store.save_config(tenant.id, **given)
     reveal = "secret" in given or saved.version == 1
     _log.info(
@@ -96,29 +100,44 @@ async def update_webhooks(
     return _public(saved, context, reveal=reveal)
 
 
-async def _check_everything(
-    context: AdminContext, tenant_id: str, existing: WebhookConfig | None, given: dict[str, Any]
-) -> None:
-    """Every field error at once: the contract's rules, then where each new host resolves."""
-    errors: list[FieldError] = []
+async def _update_errors(
+    context: AdminContext,
+    tenant_id: str,
+    existing: WebhookConfig | None,
+    given: dict[str, Any],
+    *,
+    refused: AbstractSet[str] = frozenset(),
+) -> list[FieldError]:
+    """Every field error of an update at once: nulls where null is refused, the contract's
+    rules (``merge_config``), then where each new host resolves.
+
+    ``refused`` names fields already refused for their JSON type; they are not judged again.
+    """
+    errors = [
+        FieldError(name, "must not be null")
+        for name, value in given.items()
+        if value is None and name not in _NULLABLE and name not in refused
+    ]
+    skipped = set(refused) | {error.field for error in errors}
+    checked = {name: value for name, value in given.items() if name not in skipped}
     try:
         merge_config(
             tenant_id,
             existing,
-            products_url=given.get("products_url", UNSET),
-            cart_url=given.get("cart_url", UNSET),
-            cart_get_url=given.get("cart_get_url", UNSET),
-            timeout_seconds=given.get("timeout_seconds", UNSET),
-            secret=given.get("secret", UNSET),
+            products_url=checked.get("products_url", UNSET),
+            cart_url=checked.get("cart_url", UNSET),
+            cart_get_url=checked.get("cart_get_url", UNSET),
+            timeout_seconds=checked.get("timeout_seconds", UNSET),
+            secret=checked.get("secret", UNSET),
             rules=context.dispatcher.settings.config_rules(),
         )
     except InvalidConfig as exc:
-        errors.extend(exc.errors)
-    refused = {error.field for error in errors}
+        errors.extend(error for error in exc.errors if error.field not in skipped)
+    judged = skipped | {error.field for error in errors}
     urls = [
-        (name, given[name])
+        (name, checked[name])
         for name in _URL_FIELDS
-        if isinstance(given.get(name), str) and name not in refused
+        if isinstance(checked.get(name), str) and name not in judged
     ]
     policy = context.dispatcher.settings.destination_policy()
     problems = await asyncio.gather(
@@ -129,8 +148,7 @@ async def _check_everything(
         for (name, _), problem in zip(urls, problems, strict=True)
         if problem is not None
     )
-    if errors:
-        raise invalid(errors)
+    return errors
 
 
 @router.post("/webhooks/secret/rotate", responses={409: {"model": ErrorResponse}})
@@ -191,3 +209,32 @@ async def fire_webhook_test(
         attempts=len(report.attempts),
     )
     return WebhookTestReport.model_validate(report.as_dict())
+
+
+async def errors_beside_shape_errors(
+    request: Request, body: object, refused: AbstractSet[str]
+) -> list[FieldError]:
+    """The contract's field errors in a body whose JSON shape was refused (a wrong type, an
+    unknown field), so that one 422 lists every broken field, not the first layer only.
+
+    The error handler calls this with the fields already refused; a route whose body has
+    no further rules adds nothing.  A store failure here adds nothing either: the shape
+    errors still go out.
+    """
+    tenant = authenticated_tenant(request)
+    if tenant is None or not isinstance(body, dict):
+        return []
+    context = admin_context(request)
+    endpoint = request.scope.get("endpoint")
+    if endpoint is update_webhooks:
+        given = {name: value for name, value in body.items() if name in _UPDATE_FIELDS}
+        try:
+            existing = await _stored(context, tenant.id)
+        except StoreError:
+            return []
+        return await _update_errors(context, tenant.id, existing, given, refused=refused)
+    if endpoint is rotate_secret and "secret" not in refused:
+        secret = body.get("secret")
+        problem = None if secret is None else secret_problem(secret)
+        return [] if problem is None else [FieldError("secret", problem)]
+    return []
