@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .._exceptions import FieldError, InvalidConfig, StoreError
 
@@ -27,6 +28,7 @@ UNAUTHORIZED_BODY: Final = {"error": {"code": "unauthorized", "message": UNAUTHO
 UNAUTHORIZED_HEADERS: Final = {"WWW-Authenticate": "Bearer"}
 
 _MAX_FIELD_NAME: Final = 100
+_HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _STATUS_CODES: Final = {
     400: "bad_request",
     401: "unauthorized",
@@ -151,6 +153,17 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
     return message
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at the request's path (for ``Allow``)."""
+    routes = request.app.router.routes
+
+    def served(method: str) -> bool:
+        probe = {**request.scope, "method": method}
+        return any(route.matches(probe)[0] is Match.FULL for route in routes)
+
+    return [method for method in _HTTP_METHODS if served(method)]
+
+
 def _is_json(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or (
@@ -202,15 +215,17 @@ def install_error_handlers(app: FastAPI, *, more_field_errors: MoreFieldErrors =
             ApiError(503, "store_unavailable", "the configuration store is unavailable; retry")
         )
 
-    async def on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
         if exc.status_code == 401:
             return error_response(unauthorized())
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return error_response(
-            ApiError(exc.status_code, code, message.lower(), headers=exc.headers or None)
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only.
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return error_response(ApiError(exc.status_code, code, message.lower(), headers=headers))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
