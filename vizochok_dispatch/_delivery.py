@@ -4,7 +4,8 @@ Every attempt is signed afresh and bounded by one deadline that covers connectin
 and reading the whole body (``asyncio.timeout`` around all of it, so a server that drips a
 byte a second cannot stretch it).  The body is read raw, in chunks, under a size cap.  A 5xx
 is retried once after the policy's delay, with the same delivery id, when the caller's
-overall deadline leaves room for it.
+overall deadline leaves room for it.  The URL goes out as :func:`wire_url` gives it (the
+configured bytes), and the delivery record keeps that URL.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from ._signing import (
     compute_signature,
 )
 from ._version import __version__
-from ._wire import BlockedDestination, Sender
+from ._wire import BlockedDestination, Sender, wire_url
 
 USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
+_MAX_CACHED_URLS: Final = 10_000
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -110,6 +112,15 @@ class Deliverer:
             "Accept-Encoding": "identity",
         }
         self._post_headers = {**self._get_headers, "Content-Type": "application/json"}
+        self._wire_urls: dict[str, str] = {}
+
+    def _wire_url(self, url: str) -> str:
+        sent = self._wire_urls.get(url)
+        if sent is None:
+            if len(self._wire_urls) >= _MAX_CACHED_URLS:
+                self._wire_urls.clear()
+            sent = self._wire_urls[url] = wire_url(url)
+        return sent
 
     async def deliver(
         self,
@@ -122,7 +133,11 @@ class Deliverer:
         deadline_at: float | None,
         log: structlog.typing.FilteringBoundLogger,
     ) -> Delivery:
-        """Make the call; never raises for anything the network or the tenant does."""
+        """Make the call; never raises for anything the network or the tenant does.
+
+        The returned :class:`Delivery`'s ``url`` is the URL as sent (see :func:`wire_url`).
+        """
+        url = self._wire_url(url)
         delivery_id = os.urandom(16).hex()
         started = self._clock.monotonic()
         attempts: list[Attempt] = []

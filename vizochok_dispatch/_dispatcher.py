@@ -20,7 +20,6 @@ from . import _cart, _products
 from ._cache import CachedConfigStore
 from ._config import WebhookConfig, url_problem
 from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
-from ._destinations import GuardedResolver
 from ._exceptions import InvalidCall, StoreError
 from ._guards import BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
 from ._results import (
@@ -96,17 +95,21 @@ class Dispatcher:
         send: Sender
         if client is not None:
             send = httpx_sender(client=client)
+            _warn_unguarded("client", client)
         elif transport is not None:
-            # An AiohttpTransport (the default, or the caller's own) takes the fast path.
+            # An AiohttpTransport (the default, or the caller's own) takes the fast path,
+            # and guards its connections itself.
             if isinstance(transport, AiohttpTransport):
                 send = transport.send_wire
             else:
                 send = httpx_sender(transport=transport)
+                _warn_unguarded("transport", transport)
         else:
             self._owned_transport = AiohttpTransport(
                 max_connections=self.settings.max_connections,
                 keepalive_seconds=self.settings.keepalive_seconds,
-                resolver=GuardedResolver(self._destinations, resolver),
+                allowed_networks=self._destinations.allowed_networks,
+                resolver=resolver,
                 dns_cache_seconds=self.settings.dns_cache_seconds,
             )
             send = self._owned_transport.send_wire
@@ -411,6 +414,17 @@ class Dispatcher:
                 count=len(problems),
             )
         return result, delivery
+
+
+def _warn_unguarded(kind: str, injected: object) -> None:
+    """An injected httpx client or transport connects where DNS says, unchecked (SECURITY.md)."""
+    _log.warning(
+        "dispatcher.connect_guard_absent",
+        injected=kind,
+        type=type(injected).__qualname__,
+        unchecked="connect-time DNS check of resolved addresses",
+        still_checked="save-time and per-attempt URL checks",
+    )
 
 
 def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitState) -> None:

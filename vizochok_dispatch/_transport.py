@@ -6,24 +6,35 @@ Callers keep httpx's types and exceptions, and tests swap this for respx or any
 ``httpx.AsyncBaseTransport``.
 
 The transport never follows redirects, never decompresses, keeps no cookies and reads no
-proxy settings from the environment.  Time limits are not its job: the delivery layer wraps
+proxy settings from the environment.  It always guards where it connects (SECURITY.md): a
+host written as an address is checked before connecting, and every address DNS returns for a
+name is checked by :class:`GuardedResolver` at connect time; only globally routable addresses
+pass, plus the ``allowed_networks`` it was built with.  There is no switch that turns this
+off.  Time limits are not its job: the delivery layer wraps
 each whole attempt in one deadline, and a cancelled read closes its connection instead of
 returning it to the pool half-read.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Mapping
-from typing import Final
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Final, NamedTuple
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver
 from yarl import URL
 
-from ._destinations import BlockedAddressError
-from ._wire import BlockedDestination, WireResponse, read_capped
+from ._destinations import (
+    BlockedAddressError,
+    DestinationPolicy,
+    GuardedResolver,
+    IPNetwork,
+    parse_networks,
+)
+from ._wire import BlockedDestination, WireResponse, read_capped, wire_url
 
 _CHUNK: Final = 64 * 1024
 _MAX_CACHED_URLS: Final = 10_000
@@ -31,11 +42,23 @@ _MAX_CACHED_URLS: Final = 10_000
 _DROPPED_HEADERS: Final = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
+class _Target(NamedTuple):
+    """A URL parsed once: what aiohttp is handed, and why the guard refuses its host."""
+
+    url: URL
+    problem: str | None
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` that sends through one ``aiohttp.ClientSession``.
 
     The session is created lazily inside the running event loop and closed by ``aclose``.
-    ``resolver`` decides which addresses a host name connects to (the SSRF guard's hook).
+    Connections go only to globally routable addresses and to ``allowed_networks`` (CIDRs,
+    e.g. ``"127.0.0.0/8,::1/128"`` for local work; the dispatcher passes
+    ``VIZOCHOK_ALLOWED_NETWORKS``); anything else fails with :class:`BlockedDestination` (an
+    ``httpx.ConnectError``) before a byte is sent.  ``resolver`` looks host names up (aiohttp's
+    threaded ``getaddrinfo`` by default); its answers are always checked.  A bad network
+    raises ``ValueError``.
     """
 
     def __init__(
@@ -43,17 +66,36 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int = 512,
         keepalive_seconds: float = 15.0,
+        allowed_networks: str | Iterable[str | IPNetwork] = (),
         resolver: AbstractResolver | None = None,
         dns_cache_seconds: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_seconds = keepalive_seconds
-        self._resolver = resolver
+        self._policy = DestinationPolicy(allowed_networks=_networks(allowed_networks))
+        self._resolver = GuardedResolver(self._policy, resolver)
         self._dns_cache_seconds = dns_cache_seconds
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}
+        self._targets: dict[str, _Target] = {}
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """The non-public networks this transport may connect to (besides public addresses)."""
+        return self._policy.allowed_networks
+
+    def _target(self, url: str) -> _Target:
+        """``url`` parsed as already encoded (sent byte for byte), checked once, cached."""
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= _MAX_CACHED_URLS:
+                self._targets.clear()
+            parsed = URL(wire_url(url), encoded=True)
+            # aiohttp skips the resolver for a host written as an address: check it here.
+            problem = None if parsed.host is None else self._policy.host_problem(parsed.host)
+            target = self._targets[url] = _Target(parsed, problem)
+        return target
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -79,6 +121,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; the returned response streams its body from the socket."""
+        target = self._target(str(request.url))
+        if target.problem is not None:
+            raise BlockedDestination(_blocked(target), request=request)
         session = self._get_session()
         headers = [
             (name, value)
@@ -89,7 +134,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                URL(str(request.url), encoded=True),
+                target.url,
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
@@ -112,18 +157,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> WireResponse:
         """The dispatcher's fast path: no httpx objects, same exceptions as above."""
+        target = self._target(url)
+        if target.problem is not None:
+            raise BlockedDestination(_blocked(target))
         session = self._get_session()
-        target = self._urls.get(url)
-        if target is None:
-            if len(self._urls) >= _MAX_CACHED_URLS:
-                self._urls.clear()
-            target = self._urls[url] = URL(url)
         try:
             # ``_request`` is what ``request`` wraps in a context-manager object; calling it
             # directly measured ~3 % of the hot path. aiohttp is pinned below 4 for this.
             response = await session._request(
                 method,
-                target,
+                target.url,
                 headers=headers,
                 data=body or None,
                 allow_redirects=False,
@@ -138,6 +181,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _networks(value: str | Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
+    if isinstance(value, str):
+        return parse_networks(value)
+    return tuple(
+        ipaddress.ip_network(item, strict=False) if isinstance(item, str) else item
+        for item in value
+    )
+
+
+def _blocked(target: _Target) -> str:
+    return f"{target.url.host} {target.problem}"
 
 
 def _as_httpx_error(exc: aiohttp.ClientError, request: httpx.Request | None) -> httpx.HTTPError:

@@ -6,6 +6,9 @@ CPU on the hot path, so the default transport is driven through this interface d
 tests) or an ``httpx.AsyncClient`` goes through :func:`httpx_sender`, which keeps httpx's
 types and exceptions.  Both raise httpx's exceptions, so the delivery layer maps failures
 in one place.
+
+Both also send the same request target for a URL (:func:`wire_url`): the configured path and
+query byte for byte, never decoded or re-encoded.
 """
 
 from __future__ import annotations
@@ -16,6 +19,32 @@ from typing import Final, Protocol
 import httpx
 
 _MAX_CACHED_URLS: Final = 10_000
+
+
+def wire_url(url: str) -> str:
+    """``url`` exactly as it goes out: the one form both senders send unchanged.
+
+    The path and query keep the configured bytes: percent-escapes (``%2F`` stays ``%2F``,
+    in the case written), ``+``, ``'`` and every other character a URI allows are sent as
+    written.  Only what a URI cannot carry is percent-encoded as UTF-8 (a space, ``"``,
+    ``<``, ``>``, non-ASCII; a saved URL holds none of these), the fragment is dropped (it is
+    never sent), ``.`` and ``..`` path segments are resolved (RFC 3986 §5.2.4, as every HTTP
+    client does), an empty ``?`` is dropped, and the host is lower-cased.  httpx's URL parser
+    does this; aiohttp is then handed the result as already encoded, so both send it as is.
+    A URL httpx cannot parse is returned unchanged (its attempt fails as ``connect_error``).
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return url
+    if parsed.fragment:
+        parsed = parsed.copy_with(fragment=None)
+    text = str(parsed)
+    if text.endswith("#"):
+        text = text[:-1]
+    if not parsed.query and text.endswith("?"):
+        text = text[:-1]
+    return text
 
 
 class BlockedDestination(httpx.ConnectError):
@@ -104,7 +133,7 @@ def httpx_sender(
         if parsed is None:
             if len(urls) >= _MAX_CACHED_URLS:
                 urls.clear()
-            parsed = urls[url] = httpx.URL(url)
+            parsed = urls[url] = httpx.URL(wire_url(url))
         request = httpx.Request(method, parsed, headers=headers, content=body or None)
         if client is not None:
             response = await client.send(request, stream=True, follow_redirects=False)

@@ -35,7 +35,7 @@ class TamperingTransport(httpx.AsyncBaseTransport):
     """Sends through aiohttp, but flips one bit of one body byte after signing."""
 
     def __init__(self) -> None:
-        self._inner = AiohttpTransport()
+        self._inner = AiohttpTransport(allowed_networks="127.0.0.0/8")
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = bytearray(await request.aread())
