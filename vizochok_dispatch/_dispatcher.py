@@ -21,7 +21,7 @@ from ._cache import CachedConfigStore
 from ._config import WebhookConfig, url_problem
 from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
 from ._exceptions import InvalidCall, StoreError
-from ._guards import BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
+from ._guards import Admission, BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
 from ._results import (
     BLOCKED_DESTINATION,
     BULKHEAD_FULL,
@@ -29,6 +29,7 @@ from ._results import (
     INTERNAL_ERROR,
     NOT_CONFIGURED,
     STORE_ERROR,
+    TIMEOUT,
     CartLoad,
     CartResult,
     Delivery,
@@ -47,6 +48,7 @@ _log = structlog.get_logger("vizochok_dispatch")
 _R = TypeVar("_R")
 _MAX_LOGGED_PROBLEMS = 20
 _MAX_CACHED_URLS = 10_000
+_WEBHOOKS: tuple[Webhook, ...] = ("products", "cart", "cart_get")
 
 
 class Dispatcher:
@@ -323,11 +325,37 @@ class Dispatcher:
 
     # -- health ------------------------------------------------------------------------------
 
-    def circuit_states(self, tenant_id: str) -> dict[str, str]:
-        """Each of the tenant's webhooks' circuit (``closed``, ``open``, ``half_open``)."""
-        states = dict.fromkeys(("products", "cart", "cart_get"), "closed")
-        states.update({k: str(v) for k, v in self._breakers.states(tenant_id).items()})
-        return states
+    def circuit_states(self, tenant_id: str, config: WebhookConfig | None = None) -> dict[str, str]:
+        """Each of the tenant's webhooks' circuit (``closed``, ``open``, ``half_open``).
+
+        Circuits are per configured URL: given ``config`` (the admin API passes the stored
+        one), each webhook shows the circuit of the URL configured there, so a URL just
+        changed shows ``closed``; without it, the circuit of the URL last called.
+        """
+        return {
+            webhook: str(
+                self._breakers.state(
+                    tenant_id,
+                    webhook,
+                    None if config is None else _configured_url(config, webhook) or "",
+                )
+            )
+            for webhook in _WEBHOOKS
+        }
+
+    def _counts_as_down(self, delivery: Delivery, deadline_at: float | None) -> bool | None:
+        """Whether the delivery counts against the endpoint; ``None``: it counts for nothing.
+
+        A timeout that came when the caller's deadline ran out (not ``timeout_seconds``) is
+        the caller's choice, not a sign the endpoint is down.
+        """
+        if (
+            delivery.failure == TIMEOUT
+            and deadline_at is not None
+            and self._clock.monotonic() >= deadline_at
+        ):
+            return None
+        return self._breakers.policy.counts_as_down(delivery)
 
     def _destination_problem(self, url: str) -> str | None:
         """The per-attempt SSRF check that needs no DNS (cached per URL)."""
@@ -365,13 +393,16 @@ class Dispatcher:
                 return _failed(log, on_failure, NOT_CONFIGURED, None), None
             if self._destination_problem(url) is not None:
                 return _failed(log, on_failure, BLOCKED_DESTINATION, None), None
-            key = (tenant_id, webhook, url)
+            # The circuit is the configured URL's: cart GET's per-session query is not a
+            # new endpoint.
+            key = (tenant_id, webhook, _configured_url(config, webhook) or url)
             if not self._bulkhead.try_enter(tenant_id):
                 return _failed(log, on_failure, BULKHEAD_FULL, None), None
-            if not self._breakers.admit(key, self._clock.monotonic()):
+            admission = self._breakers.admit(key, self._clock.monotonic())
+            if admission is Admission.REFUSED:
                 self._bulkhead.leave(tenant_id)
                 return _failed(log, on_failure, CIRCUIT_OPEN, None), None
-            down = True  # a cancelled call counts against the endpoint
+            down: bool | None = None  # None: no outcome (the caller cancelled the call)
             try:
                 delivery = await self._deliverer.deliver(
                     method=method,
@@ -382,10 +413,10 @@ class Dispatcher:
                     deadline_at=deadline_at,
                     log=log,
                 )
-                down = self._breakers.policy.counts_as_down(delivery)
+                down = self._counts_as_down(delivery, deadline_at)
             finally:
                 self._bulkhead.leave(tenant_id)
-                self._breakers.record(key, self._clock.monotonic(), down=down)
+                self._breakers.settle(key, admission, self._clock.monotonic(), down=down)
             if delivery.body is None:
                 detail = delivery.failure or INTERNAL_ERROR
                 return _failed(log, on_failure, detail, delivery), delivery
@@ -414,6 +445,15 @@ class Dispatcher:
                 count=len(problems),
             )
         return result, delivery
+
+
+def _configured_url(config: WebhookConfig, webhook: str) -> str | None:
+    """The URL the tenant configured for ``webhook`` (before cart GET's query is added)."""
+    if webhook == "products":
+        return config.products_url
+    if webhook == "cart":
+        return config.cart_url
+    return config.cart_get_url
 
 
 def _warn_unguarded(kind: str, injected: object) -> None:

@@ -87,7 +87,7 @@ async def test_an_unexpected_error_is_a_generic_500(
     """Errors: an unexpected exception is a generic 500; its text is neither sent nor logged."""
     issued, saved = await admin.configured("shop-a")
 
-    def boom(tenant_id: str) -> dict[str, str]:
+    def boom(tenant_id: str, config: object = None) -> dict[str, str]:
         raise RuntimeError(f"boom {saved['secret']}")
 
     monkeypatch.setattr(admin.dispatcher, "circuit_states", boom)

@@ -58,7 +58,7 @@ def _public(config: WebhookConfig, context: AdminContext, *, reveal: bool) -> We
         secret=config.secret if reveal else None,
         version=config.version,
         updated_at=config.updated_at,
-        circuits=context.dispatcher.circuit_states(config.tenant_id),
+        circuits=context.dispatcher.circuit_states(config.tenant_id, config),
     )
 
 
