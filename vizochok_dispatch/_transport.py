@@ -10,9 +10,9 @@ proxy settings from the environment.  It always guards where it connects (SECURI
 host written as an address is checked before connecting, and every address DNS returns for a
 name is checked by :class:`GuardedResolver` at connect time; only globally routable addresses
 pass, plus the ``allowed_networks`` it was built with.  There is no switch that turns this
-off.  Time limits are not its job: the delivery layer wraps
-each whole attempt in one deadline, and a cancelled read closes its connection instead of
-returning it to the pool half-read.
+off.  Time limits are not its job: the delivery layer wraps each whole attempt in one
+deadline, and a cancelled read closes its connection instead of returning it to the pool
+half-read.
 """
 
 from __future__ import annotations
