@@ -1,4 +1,10 @@
-"""The cart webhooks: operation bodies, the GET URL, and reading replies (CONTRACT §5, §6)."""
+"""The cart webhooks: operation bodies, the GET URL, and reading replies (CONTRACT §5, §6).
+
+A caller's arguments are checked before anything is sent (amounts: ``_money``, text:
+``_text``); a bad one raises :class:`InvalidCall` naming the field.  A tenant's reply is
+read within the same limits: a bad cart line is dropped alone, a bad refusal reason becomes
+``"rejected"``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from . import _json
 from ._exceptions import InvalidCall
-from ._money import as_money, number_problem, to_decimal
+from ._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount, caller_amount
 from ._results import (
     INVALID_RESPONSE,
     REJECTED_REASON,
@@ -16,19 +22,22 @@ from ._results import (
     CartLoad,
     CartResult,
 )
+from ._text import (
+    NAME,
+    REASON,
+    SESSION_ID,
+    SKU,
+    STORE_ID,
+    UNIT,
+    checked_text,
+    is_text,
+    text_problem,
+)
 
-MAX_REASON_CHARS = 200
 
-
-def _text(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidCall(f"{field} must be a non-empty string")
-    return value
-
-
-def _amount(value: object, field: str, *, positive: bool) -> Decimal:
+def _amount(value: object, field: str, rule: AmountRule) -> Decimal:
     try:
-        return to_decimal(value, field, positive=positive)
+        return caller_amount(value, field, rule)
     except (TypeError, ValueError) as exc:
         raise InvalidCall(str(exc)) from None
 
@@ -37,20 +46,17 @@ def operation_body(action: str, *, store_id: str, session_id: str, **fields: obj
     """The body of one cart operation, fields in the contract's order; checks the caller's input."""
     body: dict[str, object] = {
         "action": action,
-        "store_id": _text(store_id, "store_id"),
-        "session_id": _text(session_id, "session_id"),
+        "store_id": checked_text(store_id, "store_id", STORE_ID),
+        "session_id": checked_text(session_id, "session_id", SESSION_ID),
     }
     if action in ("add", "remove", "update"):
-        body["sku"] = _text(fields["sku"], "sku")
+        body["sku"] = checked_text(fields["sku"], "sku", SKU)
     if action == "add":
-        name = fields["name"]
-        if not isinstance(name, str):
-            raise InvalidCall("name must be a string")
-        body["name"] = name
+        body["name"] = checked_text(fields["name"], "name", NAME)
     if action in ("add", "update"):
-        body["quantity"] = _amount(fields["quantity"], "quantity", positive=True)
+        body["quantity"] = _amount(fields["quantity"], "quantity", QUANTITY)
     if action == "add":
-        body["price"] = _amount(fields["price"], "price", positive=False)
+        body["price"] = _amount(fields["price"], "price", MONEY)
     return _json.dumps(body)
 
 
@@ -60,7 +66,11 @@ def failed(detail: str, problems: tuple[str, ...] = ()) -> CartResult:
 
 
 def parse_operation_reply(body: bytes) -> CartResult:
-    """``{"ok": true}`` or ``{"ok": false, "reason": ...}``; anything else is a delivery failure."""
+    """``{"ok": true}`` or ``{"ok": false, "reason": ...}``; anything else is a delivery failure.
+
+    A reason that is not text under ``_text.REASON`` is replaced by ``"rejected"`` and the
+    replacement is named in ``problems`` (for the log; the tenant's text is not quoted).
+    """
     try:
         document = _json.loads(body)
     except (ValueError, RecursionError):
@@ -70,9 +80,11 @@ def parse_operation_reply(body: bytes) -> CartResult:
     if document["ok"]:
         return CartResult(ok=True)
     reason = document.get("reason")
-    if isinstance(reason, str) and reason.strip() and len(reason) <= MAX_REASON_CHARS:
+    if is_text(reason, REASON):
         return CartResult(ok=False, reason=reason)
-    problems = () if reason is None else ("reason is not a short string; replaced",)
+    problems = (
+        () if reason is None else (f'reason {text_problem(reason, REASON)}; "rejected" given',)
+    )
     return CartResult(ok=False, reason=REJECTED_REASON, problems=problems)
 
 
@@ -80,7 +92,10 @@ def load_url(cart_get_url: str, *, store_id: str, session_id: str) -> str:
     """``cart_get_url`` with ``store_id`` and ``session_id`` added to any query it has."""
     parts = urlsplit(cart_get_url)
     added = urlencode(
-        {"store_id": _text(store_id, "store_id"), "session_id": _text(session_id, "session_id")}
+        {
+            "store_id": checked_text(store_id, "store_id", STORE_ID),
+            "session_id": checked_text(session_id, "session_id", SESSION_ID),
+        }
     )
     query = f"{parts.query}&{added}" if parts.query else added
     return urlunsplit(parts._replace(query=query))
@@ -108,23 +123,25 @@ def parse_load_reply(body: bytes) -> CartLoad:
 
 
 def _item(entry: object) -> tuple[CartItem | None, str]:
+    """One cart line, or why it is dropped (the SKU is quoted only once it is valid text)."""
     if not isinstance(entry, dict):
         return None, "is not an object"
     sku, name, unit = entry.get("sku"), entry.get("name"), entry.get("unit")
-    if not isinstance(sku, str) or not sku:
-        return None, "sku is missing or not a string"
-    if not isinstance(name, str):
-        return None, f"{sku}: name is missing or not a string"
-    if (problem := number_problem(entry.get("price"))) is not None:
+    if not is_text(sku, SKU):
+        return None, f"sku {text_problem(sku, SKU)}"
+    if not is_text(name, NAME):
+        return None, f"{sku}: name {text_problem(name, NAME)}"
+    price, quantity = entry.get("price"), entry.get("quantity")
+    if (problem := amount_problem(price, MONEY)) is not None:
         return None, f"{sku}: price {problem}"
-    if (problem := number_problem(entry.get("quantity"), positive=True)) is not None:
+    if (problem := amount_problem(quantity, QUANTITY)) is not None:
         return None, f"{sku}: quantity {problem}"
-    if unit is not None and not isinstance(unit, str):
-        return None, f"{sku}: unit is not a string"
+    if unit is not None and not is_text(unit, UNIT):
+        return None, f"{sku}: unit {text_problem(unit, UNIT)}"
     return CartItem(
         sku=sku,
         name=name,
-        price=as_money(entry.get("price")),
-        quantity=as_money(entry.get("quantity")),
+        price=as_amount(price, MONEY),
+        quantity=as_amount(quantity, QUANTITY),
         unit=unit,
     ), ""

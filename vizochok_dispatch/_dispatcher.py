@@ -38,6 +38,7 @@ from ._results import (
 from ._settings import DispatchSettings
 from ._sql_store import SqlConfigStore
 from ._store import ConfigStore
+from ._text import SESSION_ID, STORE_ID, checked_text
 from ._transport import AiohttpTransport
 from ._wire import Sender, httpx_sender
 
@@ -497,6 +498,5 @@ def _cart_detail(result: object) -> str | None:
     return result.detail if isinstance(result, CartResult) else None
 
 
-def _require_text(value: object, field: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidCall(f"{field} must be a non-empty string")
+def _require_text(value: object, field: Literal["store_id", "session_id"]) -> None:
+    checked_text(value, field, STORE_ID if field == "store_id" else SESSION_ID)

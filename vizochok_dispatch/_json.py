@@ -12,11 +12,20 @@ from typing import Any
 
 _STRING = json.JSONEncoder(ensure_ascii=False).encode
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)
+# Integers are read as float: the C parser's speed, time linear in the literal's length
+# (``int()`` is quadratic, and past ``sys.int_max_str_digits`` it raises), and exact for
+# every integer the amount rules accept (all below 2**53); a longer one fails those rules.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=float, parse_constant=Decimal)
+#: ``format(d, "f")`` writes ``|exponent|`` digits; past this a Decimal is refused instead.
+_MAX_DECIMAL_EXPONENT = 40
 
 
 def dumps(value: object) -> bytes:
-    """Compact UTF-8 JSON; ``Decimal`` is written in plain positional notation."""
+    """Compact UTF-8 JSON; ``Decimal`` is written in plain positional notation.
+
+    Raises ``ValueError`` for what has no short, valid form: a non-finite or huge Decimal,
+    or a string with a lone surrogate (``UnicodeEncodeError``).
+    """
     try:
         return _COMPACT(value).encode("utf-8")  # the C encoder, for bodies without Decimal
     except TypeError:
@@ -31,6 +40,8 @@ def _encode(value: object) -> str:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("a non-finite Decimal has no JSON form")
+        if abs(value.adjusted()) > _MAX_DECIMAL_EXPONENT:
+            raise ValueError("a Decimal this large or this small has no short JSON form")
         return format(value, "f")
     if isinstance(value, int):
         return str(value)
@@ -42,5 +53,9 @@ def _encode(value: object) -> str:
 
 
 def loads(body: bytes) -> Any:  # noqa: ANN401 - JSON is any shape until validated
-    """Parse UTF-8 JSON with every non-integer number (and NaN/Infinity) as ``Decimal``."""
+    """Parse UTF-8 JSON: integers as ``float``, other numbers (and NaN/Infinity) as ``Decimal``.
+
+    Read numbers with ``_money.amount_problem`` and ``_money.as_amount``, which know this.
+    Raises ``ValueError`` (or ``RecursionError`` for absurd nesting) when it is not JSON.
+    """
     return _DECODER.decode(body.decode("utf-8"))

@@ -1,55 +1,147 @@
-"""Reading money and quantities from JSON: ``Decimal`` only, finite, never a boolean."""
+"""Money and quantities: exact ``Decimal``, bounded in size and in precision.
+
+One implementation serves the dispatcher (tenant replies and caller arguments) and the
+receiver kit (request bodies and the tenant's own values), so both sides agree on what a
+valid amount is.  The limits are the platform's choice (the contract only says "a finite
+number >= 0"); they fit any shop's prices and quantities and keep every value cheap: an
+amount inside them has at most 14 significant digits, whereas ``1E+100000000`` would be
+written out as a 100 MB body.
+
+==========  ==============================  ===================
+rule        range                           decimal places
+==========  ==============================  ===================
+money       0 <= value <= 1,000,000,000     at most 4
+quantity    0 < value <= 1,000,000          at most 3
+==========  ==============================  ===================
+
+Trailing zeros do not count as places: ``45.9000000`` is ``45.9``; ``0.00001`` is refused.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import math
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
+from typing import Final
+
+#: A caller's amount given as a string is read only up to this length.
+MAX_NUMBER_CHARS: Final = 100
+# Quantize needs room for every digit of an in-range value (10 + 4); the caller's own
+# decimal context (its precision, its traps) must not change what is accepted.
+_CONTEXT: Final = Context(prec=40, traps=[InvalidOperation])
 
 
-def number_problem(value: object, *, positive: bool = False) -> str | None:
-    """Why ``value`` is not an acceptable amount, or ``None`` (``positive``: must be > 0)."""
+@dataclass(frozen=True, slots=True)
+class AmountRule:
+    """The bounds of one kind of amount; ``positive`` means the minimum 0 is excluded."""
+
+    maximum: Decimal
+    places: int
+    positive: bool
+    #: The smallest unit, ``10 ** -places``.
+    step: Decimal = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step", Decimal((0, (1,), -self.places)))
+
+
+#: Prices and promotion prices (CONTRACT §4-6).
+MONEY: Final = AmountRule(maximum=Decimal(1_000_000_000), places=4, positive=False)
+#: Cart quantities, fractional for goods sold by weight (CONTRACT §5-6).
+QUANTITY: Final = AmountRule(maximum=Decimal(1_000_000), places=3, positive=True)
+
+
+def decimal_problem(number: Decimal, rule: AmountRule) -> str | None:
+    """Why ``number`` breaks ``rule``, or ``None``; every check is cheap at any size."""
+    if not number.is_finite():
+        return "is not a finite number"
+    if rule.positive and number <= 0:
+        return "must be greater than 0"
+    if number < 0:
+        return "must not be negative"
+    if number > rule.maximum:
+        return f"must be at most {rule.maximum}"
+    # In range, the quantized value has at most 14 digits; ``!=`` compares exactly.
+    if number.quantize(rule.step, rounding=ROUND_DOWN, context=_CONTEXT) != number:
+        return f"must have at most {rule.places} decimal places"
+    return None
+
+
+def amount_problem(value: object, rule: AmountRule) -> str | None:
+    """Why a value decoded by ``_json.loads`` is not an amount under ``rule``, or ``None``.
+
+    JSON integers arrive as ``float`` (see ``_json.loads``), other numbers as ``Decimal``.
+    """
     if isinstance(value, bool):
         return "is a boolean, not a number"
     if isinstance(value, str):
         return "is a string, not a number"
     if value is None:
         return "is missing"
-    if not isinstance(value, int | Decimal):
-        return "is not a number"
-    if isinstance(value, Decimal) and not value.is_finite():
-        return "is not a finite number"
-    if positive and value <= 0:
-        return "must be greater than 0"
+    if isinstance(value, int | float):
+        if (problem := _magnitude_problem(value, rule)) is not None:
+            return problem
+        value = Decimal(value)  # exact: an in-range float from JSON holds an integer
+    if isinstance(value, Decimal):
+        return decimal_problem(value, rule)
+    return "is not a number"
+
+
+def _magnitude_problem(value: int | float, rule: AmountRule) -> str | None:
+    # Compared before any conversion: turning a huge int into text or a Decimal is the slow
+    # part, and an integer literal too long for a float arrives as infinity.
+    if value > rule.maximum:
+        return f"must be at most {rule.maximum}"
     if value < 0:
-        return "must not be negative"
+        return "must be greater than 0" if rule.positive else "must not be negative"
     return None
 
 
-def as_money(value: object) -> Decimal:
-    """A checked JSON number as ``Decimal`` (ints become exact decimals)."""
-    if isinstance(value, Decimal):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    raise TypeError("not a JSON number")
+def as_amount(value: object, rule: AmountRule) -> Decimal:
+    """A value :func:`amount_problem` accepted under ``rule``, as a short ``Decimal``."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | float):
+        raise TypeError("not a JSON number")
+    return _shortest(value if isinstance(value, Decimal) else Decimal(value), rule)
 
 
-def to_decimal(value: object, field: str, *, positive: bool) -> Decimal:
-    """A caller's amount as ``Decimal``; a float goes through ``str`` so 45.9 stays 45.9."""
+def _shortest(number: Decimal, rule: AmountRule) -> Decimal:
+    # An accepted amount is kept as written (45.90 stays 45.90) unless its form is longer
+    # than its value needs: trailing zeros past the allowed places, or a zero such as -0,
+    # 0E+100 or 0E-100000000, whose written-out form could be huge.
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN or Infinity: never accepted, returned as given
+        return number
+    if number.is_zero():
+        return Decimal(0) if exponent > 0 or exponent < -rule.places else number.copy_abs()
+    if exponent < -rule.places:
+        return number.quantize(rule.step, context=_CONTEXT)
+    return number
+
+
+def caller_amount(value: object, field: str, rule: AmountRule) -> Decimal:
+    """A caller's amount as ``Decimal``; raises ``TypeError``/``ValueError`` naming ``field``.
+
+    ``int``, ``float`` (read through ``str``, so 45.9 stays 45.9), ``Decimal`` and numeric
+    strings are accepted.  Sizes are checked before any conversion, so no value is slow.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         raise TypeError(f"{field} must be a number")
+    if isinstance(value, int) and (problem := _magnitude_problem(value, rule)) is not None:
+        raise ValueError(f"{field} {problem}")
+    if isinstance(value, str) and len(value) > MAX_NUMBER_CHARS:
+        raise ValueError(f"{field} must be a number of at most {MAX_NUMBER_CHARS} characters")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number")
     try:
-        number = Decimal(str(value)) if not isinstance(value, Decimal) else value
+        number = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"{field} must be a number") from None
-    return checked_amount(number, field, positive=positive)
+    return checked_amount(number, field, rule)
 
 
-def checked_amount(number: Decimal, field: str, *, positive: bool) -> Decimal:
-    """``number`` when it is finite and not negative (``positive``: greater than 0)."""
-    if not number.is_finite():
-        raise ValueError(f"{field} must be a finite number")
-    if positive and number <= 0:
-        raise ValueError(f"{field} must be greater than 0")
-    if number < 0:
-        raise ValueError(f"{field} must not be negative")
-    return number
+def checked_amount(number: Decimal, field: str, rule: AmountRule) -> Decimal:
+    """``number``, in its short form, when it keeps ``rule``; else ``ValueError`` naming
+    ``field``."""
+    if (problem := decimal_problem(number, rule)) is not None:
+        raise ValueError(f"{field} {problem}")
+    return _shortest(number, rule)

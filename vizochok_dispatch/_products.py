@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import Final
 
 from . import _json
 from ._exceptions import InvalidCall
-from ._money import as_money, number_problem
+from ._money import MONEY, amount_problem, as_amount
 from ._results import INVALID_RESPONSE, ProductOffer, ProductsResult
+from ._text import PROMO_LABEL, SKU, is_text, shown, text_problem
 
-MAX_PROMO_LABEL_CHARS = 200
-#: An unrequested SKU is the tenant's text; only this much of it goes into a problem line.
-MAX_LOGGED_SKU_CHARS = 64
+#: SKUs per call, after removing repeats; the receiver kit refuses more with a 422.
+MAX_SKUS: Final = 1000
 
 
 def unique_skus(skus: Iterable[str]) -> list[str]:
-    """Requested SKUs without repeats, first occurrence first; refuses non-strings."""
-    if isinstance(skus, str | bytes):
+    """Requested SKUs without repeats, first occurrence first.
+
+    Raises :class:`InvalidCall` naming the first bad SKU (see ``_text.SKU``), or when there
+    are more than :data:`MAX_SKUS` distinct SKUs.
+    """
+    if isinstance(skus, str | bytes) or not isinstance(skus, Iterable):
         raise InvalidCall("skus must be a list of SKU strings, not one string")
     seen: dict[str, None] = {}
-    for sku in skus:
-        if not isinstance(sku, str) or not sku:
-            raise InvalidCall("every SKU must be a non-empty string")
+    for index, sku in enumerate(skus):
+        if (problem := text_problem(sku, SKU)) is not None:
+            raise InvalidCall(f"skus[{index}] {problem}")
         seen.setdefault(sku, None)
+        if len(seen) > MAX_SKUS:
+            raise InvalidCall(f"skus must hold at most {MAX_SKUS} distinct SKUs")
     return list(seen)
 
 
@@ -61,7 +68,7 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
             problems.append(f"products[{index}]: sku is missing or not a string")
             continue
         if sku not in requested:
-            problems.append(f"{sku[:MAX_LOGGED_SKU_CHARS]!r}: was not requested; ignored")
+            problems.append(f"products[{index}]: sku {shown(sku)} was not requested; ignored")
             continue
         if sku in offers or sku in out_of_stock:
             problems.append(f"{sku}: appears again; the first valid entry is kept")
@@ -81,34 +88,39 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
 
 
 def _offer(sku: str, entry: Mapping[str, object]) -> tuple[ProductOffer | None, list[str]]:
-    """The entry's offer; ``(None, [])`` when out of stock, ``(None, problems)`` when invalid."""
+    """The entry's offer; ``(None, [])`` when out of stock, ``(None, problems)`` when invalid.
+
+    ``sku`` was requested, so it is valid text and may be quoted as it is.
+    """
     problems: list[str] = []
     price = entry.get("price")
-    if (problem := number_problem(price)) is not None:
+    if (problem := amount_problem(price, MONEY)) is not None:
         return None, [f"{sku}: price {problem}"]
     in_stock = entry.get("in_stock")
     if not isinstance(in_stock, bool):
         return None, [f"{sku}: in_stock is missing or not a boolean"]
     if not in_stock:
         return None, []
-    money = as_money(price)
+    money = as_amount(price, MONEY)
     promo_price: Decimal | None = None
     promo_label: str | None = None
     raw_promo, raw_label = entry.get("promo_price"), entry.get("promo_label")
     promo_dropped = False
     if raw_promo is not None:
-        if (problem := number_problem(raw_promo)) is not None:
+        if (problem := amount_problem(raw_promo, MONEY)) is not None:
             problems.append(f"{sku}: promo_price {problem}; promotion dropped")
             promo_dropped = True
-        elif as_money(raw_promo) >= money:
+        elif as_amount(raw_promo, MONEY) >= money:
             problems.append(f"{sku}: promo_price is not below price; promotion dropped")
             promo_dropped = True
         else:
-            promo_price = as_money(raw_promo)
+            promo_price = as_amount(raw_promo, MONEY)
     if raw_label is not None and not promo_dropped:
-        if isinstance(raw_label, str) and len(raw_label) <= MAX_PROMO_LABEL_CHARS:
+        if is_text(raw_label, PROMO_LABEL):
             promo_label = raw_label
         else:
-            problems.append(f"{sku}: promo_label is not a short string; label dropped")
+            problems.append(
+                f"{sku}: promo_label {text_problem(raw_label, PROMO_LABEL)}; label dropped"
+            )
     offer = ProductOffer(sku=sku, price=money, promo_price=promo_price, promo_label=promo_label)
     return offer, problems

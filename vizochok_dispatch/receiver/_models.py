@@ -1,8 +1,9 @@
 """What the tenant's callbacks receive and return: frozen values, money as ``Decimal``.
 
 Return values are checked when they are built, so a tenant's mistake (a float price, a
-promotion above the price) fails loudly in the tenant's own code rather than reaching
-VIZOCHOK as a reply the dispatcher would quietly drop.
+promotion above the price, a price with 5 decimal places, a SKU holding a lone surrogate)
+fails loudly in the tenant's own code rather than reaching VIZOCHOK as a reply the
+dispatcher would quietly drop.  The limits are the dispatcher's own (``_money``, ``_text``).
 """
 
 from __future__ import annotations
@@ -12,26 +13,32 @@ from decimal import Decimal
 from typing import ClassVar, Final
 
 from .. import _json
-from .._money import checked_amount
+from .._money import MONEY, QUANTITY, AmountRule, checked_amount
+from .._text import NAME, PROMO_LABEL, REASON, SKU, UNIT, TextRule, text_problem
 
 #: The dispatcher keeps a refusal reason only up to this length (CONTRACT §5).
-MAX_REASON_CHARS: Final = 200
-MAX_LABEL_CHARS: Final = 200
+MAX_REASON_CHARS: Final = REASON.max_chars
+MAX_LABEL_CHARS: Final = PROMO_LABEL.max_chars
 
 
-def _money(value: object, field: str, *, positive: bool = False) -> Decimal:
-    """``value`` as an exact, finite ``Decimal``; floats are refused because they round."""
+def _amount(value: object, field: str, rule: AmountRule = MONEY) -> Decimal:
+    """``value`` as an exact ``Decimal`` within ``rule``; floats are refused: they round."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         kind = type(value).__name__
         raise TypeError(f"{field} must be a Decimal (or int), not {kind}: floats round money")
+    if isinstance(value, int) and abs(value) > rule.maximum:
+        raise ValueError(f"{field} must be at most {rule.maximum}")  # before any conversion
     number = value if isinstance(value, Decimal) else Decimal(value)
-    return checked_amount(number, field, positive=positive)
+    return checked_amount(number, field, rule)
 
 
-def _text(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TypeError(f"{field} must be a non-empty string")
-    return value
+def _text(value: object, field: str, rule: TextRule) -> None:
+    """``TypeError`` when ``value`` is not a string, ``ValueError`` when it breaks ``rule``."""
+    if (problem := text_problem(value, rule)) is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string")
+    raise ValueError(f"{field} {problem}")
 
 
 # -- what the callbacks receive ------------------------------------------------------------
@@ -120,19 +127,17 @@ class Product:
     promo_label: str | None = None
 
     def __post_init__(self) -> None:
-        _text(self.sku, "sku")
-        object.__setattr__(self, "price", _money(self.price, "price"))
+        _text(self.sku, "sku", SKU)
+        object.__setattr__(self, "price", _amount(self.price, "price"))
         if not isinstance(self.in_stock, bool):
             raise TypeError("in_stock must be a bool")
         if self.promo_price is not None:
-            promo = _money(self.promo_price, "promo_price")
+            promo = _amount(self.promo_price, "promo_price")
             if promo >= self.price:
                 raise ValueError("promo_price must be below price")
             object.__setattr__(self, "promo_price", promo)
-        if self.promo_label is not None and (
-            not isinstance(self.promo_label, str) or len(self.promo_label) > MAX_LABEL_CHARS
-        ):
-            raise ValueError(f"promo_label must be a string of at most {MAX_LABEL_CHARS} chars")
+        if self.promo_label is not None:
+            _text(self.promo_label, "promo_label", PROMO_LABEL)
 
     def as_json(self) -> dict[str, object]:
         """The reply entry; optional fields only when set."""
@@ -156,12 +161,11 @@ class CartReply:
             raise TypeError("ok must be a bool")
         if self.ok and self.reason is not None:
             raise ValueError("an accepted operation has no reason")
-        if self.reason is not None and (
-            not isinstance(self.reason, str)
-            or not self.reason.strip()
-            or len(self.reason) > MAX_REASON_CHARS
-        ):
-            raise ValueError(f"reason must be a non-blank string of at most {MAX_REASON_CHARS}")
+        if self.reason is not None and (problem := text_problem(self.reason, REASON)):
+            raise ValueError(
+                f"reason {problem} (it must be a non-blank string of at most "
+                f"{MAX_REASON_CHARS} characters)"
+            )
 
     @classmethod
     def accepted(cls) -> CartReply:
@@ -191,13 +195,12 @@ class CartLine:
     unit: str | None = None
 
     def __post_init__(self) -> None:
-        _text(self.sku, "sku")
-        if not isinstance(self.name, str):
-            raise TypeError("name must be a string")
-        object.__setattr__(self, "price", _money(self.price, "price"))
-        object.__setattr__(self, "quantity", _money(self.quantity, "quantity", positive=True))
-        if self.unit is not None and not isinstance(self.unit, str):
-            raise TypeError("unit must be a string")
+        _text(self.sku, "sku", SKU)
+        _text(self.name, "name", NAME)
+        object.__setattr__(self, "price", _amount(self.price, "price"))
+        object.__setattr__(self, "quantity", _amount(self.quantity, "quantity", QUANTITY))
+        if self.unit is not None:
+            _text(self.unit, "unit", UNIT)
 
     def as_json(self) -> dict[str, object]:
         """The reply entry; ``unit`` only when set."""

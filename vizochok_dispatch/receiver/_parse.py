@@ -2,17 +2,21 @@
 
 Every broken field is reported at once, by name, so a 422 tells the sender all that is wrong.
 Unknown fields are ignored: a newer dispatcher may add some, and they carry no instruction.
+Amounts and text follow the dispatcher's own limits (``_money``, ``_text``): what one side
+sends, the other accepts.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Final
 
+from .. import _json
 from .._exceptions import FieldError
-from .._money import as_money, number_problem
+from .._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount
+from .._products import MAX_SKUS as _DISPATCHER_MAX_SKUS
+from .._text import NAME, SESSION_ID, SKU, STORE_ID, TextRule, is_text, text_problem
 from ._models import (
     CartAdd,
     CartClear,
@@ -23,8 +27,9 @@ from ._models import (
     ProductsQuery,
 )
 
-#: More SKUs than any chat turn asks for; a bound on the work one request can demand.
-MAX_SKUS: Final = 1000
+#: More SKUs than any chat turn asks for (and than the dispatcher sends in one call): a
+#: bound on the work one request can demand.
+MAX_SKUS: Final = _DISPATCHER_MAX_SKUS
 ACTIONS: Final = ("add", "remove", "update", "clear")
 
 
@@ -39,11 +44,9 @@ class InvalidRequest(Exception):
 def load_json(body: bytes) -> object:
     """The body as JSON with exact decimals; only UTF-8 is accepted, as the contract sends."""
     try:
-        text = body.decode("utf-8")
+        return _json.loads(body)
     except UnicodeDecodeError:
         raise InvalidRequest([FieldError("body", "is not UTF-8 text")]) from None
-    try:
-        return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
     except (ValueError, RecursionError):
         raise InvalidRequest([FieldError("body", "is not valid JSON")]) from None
 
@@ -62,11 +65,11 @@ def products_query(document: object, delivery_id: str | None) -> ProductsQuery:
         errors.append(FieldError("skus", f"must hold at most {MAX_SKUS} SKUs"))
     else:
         for index, sku in enumerate(skus):
-            if not isinstance(sku, str) or not sku:
-                errors.append(FieldError(f"skus[{index}]", "must be a non-empty string"))
-            else:
+            if is_text(sku, SKU):
                 unique.setdefault(sku, None)
-    store_id = _text(fields, "store_id", errors)
+            else:
+                errors.append(FieldError(f"skus[{index}]", str(text_problem(sku, SKU))))
+    store_id = _text(fields, "store_id", STORE_ID, errors)
     if errors:
         raise InvalidRequest(errors)
     return ProductsQuery(skus=tuple(unique), store_id=store_id, delivery_id=delivery_id)
@@ -79,22 +82,14 @@ def cart_operation(document: object, delivery_id: str) -> CartOperation:
     action = fields.get("action")
     if action not in ACTIONS:
         errors.append(FieldError("action", "must be one of " + ", ".join(ACTIONS)))
-    store_id = _text(fields, "store_id", errors)
-    session_id = _text(fields, "session_id", errors)
-    sku = _text(fields, "sku", errors) if action in ("add", "remove", "update") else ""
-    name = ""
-    if action == "add":
-        raw_name = fields.get("name")
-        if not isinstance(raw_name, str):
-            errors.append(FieldError("name", "must be a string"))
-        else:
-            name = raw_name
+    store_id = _text(fields, "store_id", STORE_ID, errors)
+    session_id = _text(fields, "session_id", SESSION_ID, errors)
+    sku = _text(fields, "sku", SKU, errors) if action in ("add", "remove", "update") else ""
+    name = _text(fields, "name", NAME, errors) if action == "add" else ""
     quantity = (
-        _amount(fields, "quantity", errors, positive=True)
-        if action in ("add", "update")
-        else Decimal(0)
+        _amount(fields, "quantity", QUANTITY, errors) if action in ("add", "update") else Decimal(0)
     )
-    price = _amount(fields, "price", errors, positive=False) if action == "add" else Decimal(0)
+    price = _amount(fields, "price", MONEY, errors) if action == "add" else Decimal(0)
     if errors:
         raise InvalidRequest(errors)
     common = {"store_id": store_id, "session_id": session_id, "delivery_id": delivery_id}
@@ -114,13 +109,13 @@ def cart_query(params: Sequence[tuple[str, str]], delivery_id: str | None) -> Ca
     """
     errors: list[FieldError] = []
     found: dict[str, str] = {}
-    for name in ("store_id", "session_id"):
+    for name, rule in (("store_id", STORE_ID), ("session_id", SESSION_ID)):
         values = [value for key, value in params if key == name]
         if len(values) != 1:
             problem = "is required" if not values else "must appear once, not repeated"
             errors.append(FieldError(name, problem))
-        elif not values[0]:
-            errors.append(FieldError(name, "must not be empty"))
+        elif not is_text(values[0], rule):
+            errors.append(FieldError(name, str(text_problem(values[0], rule))))
         else:
             found[name] = values[0]
     if errors:
@@ -136,19 +131,19 @@ def _object(document: object) -> Mapping[str, object]:
     return document
 
 
-def _text(fields: Mapping[str, object], name: str, errors: list[FieldError]) -> str:
+def _text(fields: Mapping[str, object], name: str, rule: TextRule, errors: list[FieldError]) -> str:
     value = fields.get(name)
-    if not isinstance(value, str) or not value:
-        errors.append(FieldError(name, "must be a non-empty string"))
+    if not is_text(value, rule):
+        errors.append(FieldError(name, str(text_problem(value, rule))))
         return ""
     return value
 
 
 def _amount(
-    fields: Mapping[str, object], name: str, errors: list[FieldError], *, positive: bool
+    fields: Mapping[str, object], name: str, rule: AmountRule, errors: list[FieldError]
 ) -> Decimal:
     value = fields.get(name)
-    if (problem := number_problem(value, positive=positive)) is not None:
+    if (problem := amount_problem(value, rule)) is not None:
         errors.append(FieldError(name, problem))
         return Decimal(0)
-    return as_money(value)
+    return as_amount(value, rule)
