@@ -3,12 +3,13 @@
 A caller's arguments are checked before anything is sent (amounts: ``_money``, text:
 ``_text``); a bad one raises :class:`InvalidCall` naming the field.  A tenant's reply is
 read within the same limits: a bad cart line is dropped alone, a bad refusal reason becomes
-``"rejected"``.
+``"rejected"``, and a cart of more than :data:`MAX_CART_ITEMS` lines is not loaded.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from . import _json
@@ -29,10 +30,14 @@ from ._text import (
     SKU,
     STORE_ID,
     UNIT,
+    ProblemLines,
     checked_text,
     is_text,
     text_problem,
 )
+
+#: Lines a loaded cart may have; a reply with more is not a cart (``invalid_response``).
+MAX_CART_ITEMS: Final = 1000
 
 
 def _amount(value: object, field: str, rule: AmountRule) -> Decimal:
@@ -111,15 +116,19 @@ def parse_load_reply(body: bytes) -> CartLoad:
         return CartLoad(
             loaded=False, failure=INVALID_RESPONSE, problems=('body has no "items" list',)
         )
+    entries: list[object] = document["items"]
+    if len(entries) > MAX_CART_ITEMS:
+        problem = f"items: {len(entries)} lines; a cart has at most {MAX_CART_ITEMS}"
+        return CartLoad(loaded=False, failure=INVALID_RESPONSE, problems=(problem,))
     items: list[CartItem] = []
-    problems: list[str] = []
-    for index, entry in enumerate(document["items"]):
+    problems = ProblemLines()
+    for index, entry in enumerate(entries):
         item, problem = _item(entry)
         if item is None:
-            problems.append(f"items[{index}]: {problem}")
+            problems.add(f"items[{index}]: {problem}")
         else:
             items.append(item)
-    return CartLoad(loaded=True, items=tuple(items), problems=tuple(problems))
+    return CartLoad(loaded=True, items=tuple(items), problems=problems.lines())
 
 
 def _item(entry: object) -> tuple[CartItem | None, str]:

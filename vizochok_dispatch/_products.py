@@ -1,4 +1,17 @@
-"""The products webhook: its request body and the rules for reading its reply (CONTRACT §4)."""
+"""The products webhook: its request body and the rules for reading its reply (CONTRACT §4).
+
+Reading a reply is bounded by the request, so a hostile reply costs little event-loop time:
+
+- a reply larger than :func:`reply_cap` (64 KiB + 8 KiB per requested SKU, and never more
+  than the deployment's response cap, 1 MiB by default) is ``invalid_response`` before it
+  is decoded: a real entry is about 100 bytes, and the largest valid one (a 256-character
+  SKU and a 200-character label, every character escaped) under 6 KiB;
+- at most ``2 * len(skus) + ENTRY_SLACK`` entries are examined (a real reply has one per
+  SKU, perhaps a repeat or a few extras); the rest are ignored, said in one problem line;
+- at most ``MAX_PROBLEM_LINES`` problem lines are kept, the others counted in one line.
+
+What remains is the JSON decoding of at most the cap.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +23,20 @@ from . import _json
 from ._exceptions import InvalidCall
 from ._money import MONEY, amount_problem, as_amount
 from ._results import INVALID_RESPONSE, ProductOffer, ProductsResult
-from ._text import PROMO_LABEL, SKU, is_text, shown, text_problem
+from ._text import PROMO_LABEL, SKU, ProblemLines, is_text, shown, text_problem
 
 #: SKUs per call, after removing repeats; the receiver kit refuses more with a 422.
 MAX_SKUS: Final = 1000
+#: Entries examined beyond two per requested SKU.
+ENTRY_SLACK: Final = 100
+#: A products reply may hold this many bytes, plus :data:`REPLY_BYTES_PER_SKU` per SKU.
+REPLY_BASE_BYTES: Final = 64 * 1024
+REPLY_BYTES_PER_SKU: Final = 8 * 1024
+
+
+def reply_cap(sku_count: int) -> int:
+    """The largest products reply read for ``sku_count`` requested SKUs, in bytes."""
+    return REPLY_BASE_BYTES + REPLY_BYTES_PER_SKU * sku_count
 
 
 def unique_skus(skus: Iterable[str]) -> list[str]:
@@ -48,6 +71,9 @@ def all_unavailable(
 
 def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
     """Turn a 200 body into offers; a bad entry costs only its own SKU."""
+    if len(body) > (cap := reply_cap(len(skus))):
+        problem = f"body is {len(body)} bytes; a reply for {len(skus)} SKUs is read up to {cap}"
+        return all_unavailable(skus, INVALID_RESPONSE, (problem,))
     try:
         document = _json.loads(body)
     except (ValueError, RecursionError):
@@ -55,35 +81,44 @@ def parse_reply(skus: Sequence[str], body: bytes) -> ProductsResult:
     if not isinstance(document, dict) or not isinstance(document.get("products"), list):
         return all_unavailable(skus, INVALID_RESPONSE, ('body has no "products" list',))
 
+    entries: list[object] = document["products"]
+    examined = 2 * len(skus) + ENTRY_SLACK
     requested = set(skus)
     offers: dict[str, ProductOffer] = {}
     out_of_stock: set[str] = set()
-    problems: list[str] = []
-    for index, entry in enumerate(document["products"]):
+    problems = ProblemLines()
+    for index, entry in enumerate(entries[:examined]):
         if not isinstance(entry, dict):
-            problems.append(f"products[{index}]: is not an object")
+            problems.add(f"products[{index}]: is not an object")
             continue
         sku = entry.get("sku")
         if not isinstance(sku, str):
-            problems.append(f"products[{index}]: sku is missing or not a string")
+            problems.add(f"products[{index}]: sku is missing or not a string")
             continue
         if sku not in requested:
-            problems.append(f"products[{index}]: sku {shown(sku)} was not requested; ignored")
+            problems.add(f"products[{index}]: sku {shown(sku)} was not requested; ignored")
             continue
         if sku in offers or sku in out_of_stock:
-            problems.append(f"{sku}: appears again; the first valid entry is kept")
+            problems.add(f"{sku}: appears again; the first valid entry is kept")
             continue
         offer, entry_problems = _offer(sku, entry)
-        problems.extend(entry_problems)
+        for line in entry_problems:
+            problems.add(line)
         if offer is not None:
             offers[sku] = offer
         elif not entry_problems:
             out_of_stock.add(sku)
+    ignored: tuple[str, ...] = ()
+    if len(entries) > examined:
+        ignored = (
+            f"products[{examined}:]: {len(entries) - examined} more entries ignored "
+            f"(a reply for {len(skus)} SKUs is read up to {examined} entries)",
+        )
     return ProductsResult(
         available=tuple(offers[sku] for sku in skus if sku in offers),
         unavailable=tuple(sku for sku in skus if sku not in offers),
         failure=None,
-        problems=tuple(problems),
+        problems=problems.lines() + ignored,
     )
 
 

@@ -95,3 +95,31 @@ def shown(value: str, limit: int = 64) -> str:
     if len(value) <= limit:
         return repr(value)
     return repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
+#: Problem lines kept per reply; the rest are counted in one last line.
+MAX_PROBLEM_LINES: Final = 50
+
+
+class ProblemLines:
+    """The problem lines of one reply: the first ``limit`` kept, the others only counted."""
+
+    __slots__ = ("_limit", "_lines", "_more")
+
+    def __init__(self, limit: int = MAX_PROBLEM_LINES) -> None:
+        self._limit = limit
+        self._lines: list[str] = []
+        self._more = 0
+
+    def add(self, line: str) -> None:
+        """Keep ``line``, or count it once ``limit`` lines are kept."""
+        if len(self._lines) < self._limit:
+            self._lines.append(line)
+        else:
+            self._more += 1
+
+    def lines(self) -> tuple[str, ...]:
+        """The kept lines, then ``"... N more problems not shown"`` if any were dropped."""
+        if self._more:
+            return (*self._lines, f"... {self._more} more problems not shown")
+        return tuple(self._lines)

@@ -319,6 +319,7 @@ MANY_SKUS = ["a", "b", *(f"sku-{n}" for n in range(62))]
 def test_reading_the_worst_numbers_is_bounded(literal: str) -> None:
     """Reading any number literal (in a products or cart reply) is bounded: < 50 ms."""
     body = products(offer("a", literal), offer("b", "1", f',"promo_price":{literal}'))
+    assert len(body) <= _products.reply_cap(len(MANY_SKUS))
     cart = items(line(price=literal), line(sku="b", quantity=literal))
     assert _timed(lambda: _products.parse_reply(MANY_SKUS, body)) < 0.05
     assert _timed(lambda: _cart.parse_load_reply(cart)) < 0.05
@@ -331,6 +332,7 @@ def test_reading_the_worst_numbers_is_bounded(literal: str) -> None:
 def test_integers_are_read_in_linear_time_whatever_the_digit_limit() -> None:
     """Even with sys.int_max_str_digits lifted (0), a 300k-digit integer reads in < 50 ms."""
     body = products(offer("a", "7" * 300_000), offer("b"))
+    assert len(body) <= _products.reply_cap(len(MANY_SKUS))
     previous = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
