@@ -6,6 +6,11 @@ Each request goes the same way, and stops at the first refusal with a JSON error
     -> validate body or query (422) -> [cart: claim the delivery id (400, 409, or replay)]
     -> callback (503 on RetryLater, 500 on a crash) -> 200 with the contract's shape
 
+Whatever fails on the way (a callback that raises, returns the wrong type or an answer that
+cannot be encoded, an idempotency store that breaks) is answered with the JSON error body,
+never a bare 500 page; and a claimed delivery id is always either completed or released, so
+VIZOCHOK's retry runs normally instead of finding the id stuck "in progress".
+
 The verifier and the models know nothing of Starlette; only this module does.
 """
 
@@ -107,12 +112,24 @@ class _Receiver:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             query = _parse.products_query(_parse.load_json(body), verified.delivery_id)
-            products = await self._run(self.check_products(query), request, verified.delivery_id)
-            return _json_response(200, products_body(_all(products, Product, "check_products")))
+            products = await self._run(
+                lambda: self.check_products(query), request, verified.delivery_id
+            )
+            return _json_response(
+                200,
+                _answer(
+                    lambda: products_body(_all(products, Product, "check_products")),
+                    "check_products",
+                    request,
+                    verified.delivery_id,
+                ),
+            )
         except _Refusal as refusal:
             return self._refused(request, refusal)
         except _parse.InvalidRequest as exc:
             return self._refused(request, _invalid(exc))
+        except Exception as exc:
+            return self._refused(request, _crashed(exc, request))
 
     async def cart(self, request: Request) -> Response:
         """POST cart_url (CONTRACT §5), idempotent per delivery id."""
@@ -126,6 +143,8 @@ class _Receiver:
             return self._refused(request, refusal)
         except _parse.InvalidRequest as exc:
             return self._refused(request, _invalid(exc))
+        except Exception as exc:
+            return self._refused(request, _crashed(exc, request))
 
     async def cart_items(self, request: Request) -> Response:
         """GET cart_get_url (CONTRACT §6), signed over the empty body."""
@@ -136,12 +155,22 @@ class _Receiver:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             query = _parse.cart_query(request.query_params.multi_items(), verified.delivery_id)
-            lines = await self._run(load_cart(query), request, verified.delivery_id)
-            return _json_response(200, cart_items_body(_all(lines, CartLine, "load_cart")))
+            lines = await self._run(lambda: load_cart(query), request, verified.delivery_id)
+            return _json_response(
+                200,
+                _answer(
+                    lambda: cart_items_body(_all(lines, CartLine, "load_cart")),
+                    "load_cart",
+                    request,
+                    verified.delivery_id,
+                ),
+            )
         except _Refusal as refusal:
             return self._refused(request, refusal)
         except _parse.InvalidRequest as exc:
             return self._refused(request, _invalid(exc))
+        except Exception as exc:
+            return self._refused(request, _crashed(exc, request))
 
     # -- the shared steps ------------------------------------------------------------------
 
@@ -185,13 +214,17 @@ class _Receiver:
             )
         return verified
 
-    async def _run(self, call: Awaitable[_T], request: Request, delivery_id: str | None) -> _T:
-        """Await a callback; its failures become 503 (retry) or 500, never a traceback page."""
+    async def _run(
+        self, call: Callable[[], Awaitable[_T]], request: Request, delivery_id: str | None
+    ) -> _T:
+        """Call and await a callback; its failures become 503 (retry) or 500, never a
+        traceback page (calling is inside the guard too: a plain function may raise there)."""
         try:
-            return await call
+            return await call()
         except RetryLater as exc:
             _log.info("receiver.retry_later", path=request.url.path, delivery_id=delivery_id)
-            raise _Refusal(503, "retry_later", str(exc) or "temporarily unavailable") from None
+            message = _sendable(str(exc)) or "temporarily unavailable"
+            raise _Refusal(503, "retry_later", message) from None
         except Exception as exc:
             _log.exception(
                 "receiver.callback_failed",
@@ -217,16 +250,33 @@ class _Receiver:
             )
         if claim.state != "new":
             raise _Refusal(409, "delivery_in_progress", "this delivery id is still being handled")
+        # From here every exit completes the claim or releases it (even a cancellation).
         try:
             reply = _cart_reply(
-                await self._run(self.cart_operation(operation), request, delivery_id)
+                await self._run(lambda: self.cart_operation(operation), request, delivery_id)
             )
+            body = _answer(
+                lambda: _json.dumps(reply.as_json()), "cart_operation", request, delivery_id
+            )
+            answer = StoredResponse(200, body)
+            await self.idempotency.complete(delivery_id, fingerprint, answer)
         except BaseException:
-            await self.idempotency.release(delivery_id, fingerprint)
+            await self._release(request, delivery_id, fingerprint)
             raise
-        answer = StoredResponse(200, _json.dumps(reply.as_json()))
-        await self.idempotency.complete(delivery_id, fingerprint, answer)
         return _json_response(answer.status_code, answer.body)
+
+    async def _release(self, request: Request, delivery_id: str, fingerprint: str) -> None:
+        """Give the claim back; a store that fails here is logged, not allowed to hide the
+        original failure."""
+        try:
+            await self.idempotency.release(delivery_id, fingerprint)
+        except Exception as exc:
+            _log.exception(
+                "receiver.release_failed",
+                path=request.url.path,
+                delivery_id=delivery_id,
+                error_type=type(exc).__name__,
+            )
 
     def _refused(self, request: Request, refusal: _Refusal) -> Response:
         # The delivery id is unsigned input: logged only when it has the expected form.
@@ -254,6 +304,40 @@ def _required_delivery_id(verified: VerifiedRequest) -> str:
             "(letters, digits and ._:- only, at most 200)",
         )
     return delivery_id
+
+
+def _answer(
+    encode: Callable[[], bytes], callback: str, request: Request, delivery_id: str | None
+) -> bytes:
+    """The callback's answer as the reply body; one that cannot be checked or encoded (a
+    generator that raises, a value the models' checks missed) is a JSON 500."""
+    try:
+        return encode()
+    except _Refusal:
+        raise
+    except Exception as exc:
+        _log.exception(
+            "receiver.answer_unencodable",
+            path=request.url.path,
+            delivery_id=delivery_id,
+            callback=callback,
+            error_type=type(exc).__name__,
+        )
+        raise _Refusal(
+            500, "internal_error", f"{callback} returned an answer that cannot be sent"
+        ) from None
+
+
+def _sendable(message: str, limit: int = 200) -> str:
+    """The tenant's own message for a reply body: cut to ``limit`` characters, and with what
+    UTF-8 cannot carry (a lone surrogate) written as an escape."""
+    return message[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _crashed(exc: Exception, request: Request) -> _Refusal:
+    """Any other failure (e.g. the idempotency store): logged by type, a JSON 500."""
+    _log.exception("receiver.failed", path=request.url.path, error_type=type(exc).__name__)
+    return _Refusal(500, "internal_error", "the receiver failed")
 
 
 def _cart_reply(reply: object) -> CartReply:
