@@ -20,6 +20,7 @@ from typing import Final, NamedTuple
 import httpx
 import structlog
 
+from ._diagnostics import connect_failure_reason, error_body_cap, read_error_body
 from ._results import (
     BLOCKED_DESTINATION,
     CONNECT_ERROR,
@@ -28,6 +29,7 @@ from ._results import (
     TIMEOUT,
     Attempt,
     Delivery,
+    ErrorBody,
 )
 from ._signing import (
     ATTEMPT_HEADER,
@@ -87,6 +89,7 @@ class _TooLarge(Exception):
 class _Outcome(NamedTuple):
     attempt: Attempt
     body: bytes | None
+    error_body: ErrorBody | None = None
 
 
 class Deliverer:
@@ -178,6 +181,7 @@ class Deliverer:
             attempts=tuple(attempts),
             status=attempt.status,
             body=outcome.body,
+            error_body=outcome.error_body,
             failure=attempt.detail,
             elapsed_ms=_ms(self._clock.monotonic() - started),
         )
@@ -204,12 +208,17 @@ class Deliverer:
         headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
         status: int | None = None
         detail: str | None
+        reason: str | None = None
+        error_body: ErrorBody | None = None
         try:
             async with asyncio.timeout(budget):
                 response = await self._send(method, url, headers, body)
                 status = response.status
                 try:
                     payload = await response.read(self._cap) if status == 200 else None
+                    if status != 200 and (keep := error_body_cap()):
+                        error_body = ErrorBody(None, False, response.content_length)
+                        error_body = await read_error_body(response, keep)
                     if status == 200 and payload is None:
                         raise _TooLarge
                 finally:
@@ -217,17 +226,18 @@ class Deliverer:
         except BlockedDestination:
             detail = BLOCKED_DESTINATION
         except (TimeoutError, httpx.TimeoutException):
-            detail = TIMEOUT
+            # Out of time while keeping an error body: the status had arrived.
+            detail = TIMEOUT if error_body is None else HTTP_STATUS
         except _TooLarge:
             detail = INVALID_RESPONSE
-        except (httpx.TransportError, httpx.InvalidURL, OSError):
-            detail = CONNECT_ERROR
+        except (httpx.TransportError, httpx.InvalidURL, OSError) as exc:
+            detail, reason = CONNECT_ERROR, connect_failure_reason(exc)
         else:
             detail = None if status == 200 else HTTP_STATUS
             elapsed = _ms(self._clock.monotonic() - started)
-            return _Outcome(Attempt(number, status, elapsed, detail), payload)
+            return _Outcome(Attempt(number, status, elapsed, detail), payload, error_body)
         elapsed = _ms(self._clock.monotonic() - started)
-        return _Outcome(Attempt(number, status, elapsed, detail), None)
+        return _Outcome(Attempt(number, status, elapsed, detail, reason), None, error_body)
 
 
 def _ms(seconds: float) -> float:

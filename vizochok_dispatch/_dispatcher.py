@@ -344,6 +344,16 @@ class Dispatcher:
             for webhook in _WEBHOOKS
         }
 
+    def circuit_next_probe_in(
+        self, tenant_id: str, webhook: Webhook, config: WebhookConfig
+    ) -> float | None:
+        """Seconds until the open circuit of ``webhook``'s configured URL lets one probe call
+        through (0: the next call probes); ``None`` when it is not open.  For reports."""
+        url = _configured_url(config, webhook)
+        if url is None:
+            return None
+        return self._breakers.next_probe_in(tenant_id, webhook, url, self._clock.monotonic())
+
     def _counts_as_down(self, delivery: Delivery, deadline_at: float | None) -> bool | None:
         """Whether the delivery counts against the endpoint; ``None``: it counts for nothing.
 

@@ -199,6 +199,17 @@ class Breakers:
             return CircuitState.CLOSED
         return tracked.circuit.state
 
+    def next_probe_in(self, tenant: str, webhook: str, url: str, now: float) -> float | None:
+        """Seconds until the open circuit of ``url`` lets its one probe through (0: the next
+        call probes); ``None`` when that circuit is not open."""
+        tracked = self._circuits.get((tenant, webhook))
+        if tracked is None or tracked.url != url or tracked.circuit.state is CircuitState.CLOSED:
+            return None
+        circuit = tracked.circuit
+        if circuit.state is CircuitState.HALF_OPEN:
+            return 0.0
+        return max(circuit.opened_at + self.policy.cooldown_seconds - now, 0.0)
+
 
 class Bulkhead:
     """Counts each tenant's calls in flight against a cap."""

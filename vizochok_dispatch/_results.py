@@ -96,6 +96,22 @@ class Attempt:
     status: int | None
     elapsed_ms: float
     detail: str | None
+    #: For ``connect_error``: what kind of failure, in words (refused, reset, DNS, TLS ...).
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorBody:
+    """A non-200 answer's body, kept only when asked (test-fire reports; never in production).
+
+    ``data`` is the whole body when it was read and fit the cap; otherwise ``None``, with
+    ``over_cap`` saying whether it was too large (else it could not be read in time).
+    """
+
+    data: bytes | None
+    over_cap: bool
+    #: The answer's Content-Length, when it sent one.
+    declared_length: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +128,8 @@ class Delivery:
     #: ``None`` when a 200 arrived; otherwise the failure's detail.
     failure: str | None
     elapsed_ms: float
+    #: The final non-200 answer's body, when the caller asked for it (see ``_delivery``).
+    error_body: ErrorBody | None = None
 
 
 #: Details for failures on our side of the wire; the customer still sees a normal failure.

@@ -124,7 +124,7 @@ def _field_name(part: object) -> str:
 def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
     if top and kind in {"model_type", "model_attributes_type", "dict_type", "missing"}:
         return "must be a JSON object"
-    if error.get("input", ...) is None and kind.endswith("_type"):
+    if error.get("input", ...) is None:  # a type, literal or constraint error about a null
         return "must not be null"
     known = {
         "extra_forbidden": "is not a known field",

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import structlog
 from fastapi import APIRouter, Request
+from pydantic import TypeAdapter
 
 from .._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
 from .._exceptions import FieldError, InvalidConfig, StoreError
@@ -33,18 +34,46 @@ from ._schemas import (
 _log = structlog.get_logger("vizochok_dispatch")
 
 _URL_FIELDS: Final = ("products_url", "cart_url", "cart_get_url")
-_NULLABLE: Final = frozenset({"cart_get_url"})
 _UPDATE_FIELDS: Final = frozenset(WebhookConfigUpdate.model_fields)
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    401: {"model": ErrorResponse, "description": "missing, malformed, unknown or revoked key"},
-    413: {"model": ErrorResponse, "description": "request body over the size cap"},
-    422: {"model": ErrorResponse, "description": "invalid fields, listed one by one"},
-}
+_REPORT: Final = TypeAdapter[WebhookTestReport](WebhookTestReport)
 _NOT_CONFIGURED_TEXT: Final = "no webhooks are configured yet: PATCH /api/v1/admin/webhooks first"
 
-router = APIRouter(
-    prefix="/api/v1/admin", tags=["webhooks"], responses=_ERRORS, route_class=AuthenticatedRoute
-)
+#: Every error status, in the one error shape; each operation lists the ones it can answer.
+_ERROR_TEXT: Final = {
+    401: "missing, malformed, unknown or revoked key (checked before the body is read)",
+    409: "no saved configuration yet, or (test-fire) the webhook has no URL",
+    413: "request body over VIZOCHOK_ADMIN_MAX_BODY_BYTES (16 KiB by default)",
+    415: "a body that is not application/json",
+    422: "invalid fields, every one listed in error.fields; nothing was saved",
+    429: "too many test-fires for this tenant; Retry-After says when to try again",
+    500: "an unexpected error on our side; the body says nothing more",
+    503: "the configuration store is unavailable; retry",
+}
+_ERROR_HEADERS: Final[dict[int, dict[str, Any]]] = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    429: {
+        "Retry-After": {
+            "description": "whole seconds until a test-fire is allowed again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an operation can answer."""
+    every = sorted({401, 413, 500, 503, *statuses})
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": _ERROR_TEXT[status],
+            **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
+        }
+        for status in every
+    }
+
+
+router = APIRouter(prefix="/api/v1/admin", tags=["webhooks"], route_class=AuthenticatedRoute)
 
 
 def _public(config: WebhookConfig, context: AdminContext, *, reveal: bool) -> WebhookConfigPublic:
@@ -67,7 +96,7 @@ async def _stored(context: AdminContext, tenant_id: str) -> WebhookConfig | None
     return await context.dispatcher.store.inner.get_config(tenant_id)
 
 
-@router.get("/webhooks", responses={409: {"model": ErrorResponse}})
+@router.get("/webhooks", responses=_errors(409))
 async def read_webhooks(tenant: TenantDep, context: ContextDep) -> WebhookConfigPublic:
     """The tenant's webhook configuration; the secret is shown masked."""
     config = await _stored(context, tenant.id)
@@ -76,7 +105,7 @@ async def read_webhooks(tenant: TenantDep, context: ContextDep) -> WebhookConfig
     return _public(config, context, reveal=False)
 
 
-@router.patch("/webhooks")
+@router.patch("/webhooks", responses=_errors(415, 422))
 async def update_webhooks(
     update: WebhookConfigUpdate, tenant: TenantDep, context: ContextDep
 ) -> WebhookConfigPublic:
@@ -108,18 +137,14 @@ async def _update_errors(
     *,
     refused: AbstractSet[str] = frozenset(),
 ) -> list[FieldError]:
-    """Every field error of an update at once: nulls where null is refused, the contract's
-    rules (``merge_config``), then where each new host resolves.
+    """Every field error of an update at once: the contract's rules (``merge_config``), then
+    where each new host resolves.
 
     ``refused`` names fields already refused for their JSON type; they are not judged again.
     """
-    errors = [
-        FieldError(name, "must not be null")
-        for name, value in given.items()
-        if value is None and name not in _NULLABLE and name not in refused
-    ]
-    skipped = set(refused) | {error.field for error in errors}
-    checked = {name: value for name, value in given.items() if name not in skipped}
+    # A null where null is refused is a type error: it is in ``refused`` already.
+    errors: list[FieldError] = []
+    checked = {name: value for name, value in given.items() if name not in refused}
     try:
         merge_config(
             tenant_id,
@@ -132,8 +157,8 @@ async def _update_errors(
             rules=context.dispatcher.settings.config_rules(),
         )
     except InvalidConfig as exc:
-        errors.extend(error for error in exc.errors if error.field not in skipped)
-    judged = skipped | {error.field for error in errors}
+        errors.extend(error for error in exc.errors if error.field not in refused)
+    judged = {*refused, *(error.field for error in errors)}
     urls = [
         (name, checked[name])
         for name in _URL_FIELDS
@@ -151,7 +176,7 @@ async def _update_errors(
     return errors
 
 
-@router.post("/webhooks/secret/rotate", responses={409: {"model": ErrorResponse}})
+@router.post("/webhooks/secret/rotate", responses=_errors(409, 415, 422))
 async def rotate_secret(
     tenant: TenantDep, context: ContextDep, body: SecretRotateRequest | None = None
 ) -> WebhookConfigPublic:
@@ -166,13 +191,7 @@ async def rotate_secret(
     return _public(saved, context, reveal=True)
 
 
-@router.post(
-    "/webhooks/test",
-    responses={
-        409: {"model": ErrorResponse, "description": "the webhook is not configured"},
-        429: {"model": ErrorResponse, "description": "too many test-fires; see Retry-After"},
-    },
-)
+@router.post("/webhooks/test", responses=_errors(409, 415, 422, 429))
 async def fire_webhook_test(
     tenant: TenantDep, context: ContextDep, body: WebhookTestRequest | None = None
 ) -> WebhookTestReport:
@@ -208,7 +227,7 @@ async def fire_webhook_test(
         detail=report.detail,
         attempts=len(report.attempts),
     )
-    return WebhookTestReport.model_validate(report.as_dict())
+    return _REPORT.validate_python(report.as_dict())
 
 
 async def errors_beside_shape_errors(
