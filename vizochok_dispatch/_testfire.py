@@ -38,6 +38,7 @@ from ._results import (
     ErrorBody,
     ProductsResult,
 )
+from ._wire import wire_url
 
 Webhook = Literal["products", "cart", "cart_get"]
 WEBHOOKS: Final[tuple[Webhook, ...]] = ("products", "cart", "cart_get")
@@ -213,6 +214,10 @@ class _Seen:
         )
 
 
+def _as_sent(url: str | None) -> str | None:
+    return None if url is None else wire_url(url)
+
+
 async def _config(dispatcher: Dispatcher, tenant_id: str) -> WebhookConfig | None:
     try:
         return await dispatcher.store.get_config(tenant_id)
@@ -233,7 +238,8 @@ def _report(
         shown[:0] = [_failure_line(failure, delivery, seen), *_error_body_lines(error_body)]
     return FireReport(
         webhook=seen.webhook,
-        url=delivery.url if delivery else seen.configured_url(),
+        # What went out; with nothing sent, the same form of what would have gone out.
+        url=delivery.url if delivery else _as_sent(seen.configured_url()),
         ok=failure is None,
         status=delivery.status if delivery else None,
         latency_ms=delivery.elapsed_ms if delivery else None,

@@ -14,10 +14,12 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+import respx
 from structlog.testing import capture_logs
 from yarl import URL
 
 from tests.dispatch.conftest import LOOPBACK_NETWORKS, SECRET
+from tests.support.fakes import FakeTime
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import Dispatcher, DispatchSettings, InMemoryConfigStore, run_test_fire
 from vizochok_dispatch._wire import wire_url
@@ -148,3 +150,26 @@ def test_both_senders_send_the_same_bytes_for_any_valid_url():
         sent = wire_url(f"https://tenant.example{expected}")
         assert URL(sent, encoded=True).raw_path_qs == expected, expected
         assert httpx.URL(sent).raw_path.decode() == expected, expected
+
+
+async def test_a_report_with_nothing_sent_shows_the_url_as_it_would_go_out():
+    """Test-fire: with nothing sent (circuit open), url is the same wire form as when sent."""
+    router = respx.Router()
+    router.post(url__startswith="https://tenant.example/a/p").mock(return_value=httpx.Response(500))
+    store = InMemoryConfigStore()
+    configured = "https://Tenant.example:443/a/./p?x=%2F&y='#"
+    await store.save_config("t1", products_url=configured, cart_url=configured, secret=SECRET)
+    fake = FakeTime()
+    with capture_logs():
+        dispatcher = Dispatcher(
+            store,
+            settings=DispatchSettings(circuit_failure_threshold=1),
+            transport=httpx.MockTransport(router.async_handler),
+            clock=fake.clock,
+            sleep=fake.sleep,
+        )
+    async with dispatcher as d:
+        sent = await run_test_fire(d, "t1")
+        held = await run_test_fire(d, "t1")
+    assert (sent.detail, held.detail) == ("http_status", "circuit_open")
+    assert sent.url == held.url == "https://tenant.example/a/p?x=%2F&y='"
