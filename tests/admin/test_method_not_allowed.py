@@ -33,3 +33,10 @@ async def test_a_405_on_the_docs_lists_get_and_head(admin: Admin) -> None:
     response = await admin.client.post("/openapi.json")
     assert response.status_code == 405
     assert _allow(response.headers.get("allow")) == {"GET", "HEAD"}
+
+
+async def test_a_405_on_a_docs_asset_lists_get_and_head(admin: Admin) -> None:
+    """405: the docs' static assets (a mount) answer GET and HEAD only, and say so."""
+    response = await admin.client.post("/docs-assets/swagger-ui.css")
+    assert response.status_code == 405
+    assert _allow(response.headers.get("allow")) == {"GET", "HEAD"}

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._destinations import HostResolver, system_resolve
@@ -32,6 +33,9 @@ from ._errors import ApiError, error_body, install_error_handlers
 from ._routes import errors_beside_shape_errors, router
 
 _log = structlog.get_logger("vizochok_dispatch")
+
+#: Where the documentation pages' scripts, styles and icon are served from.
+DOCS_ASSETS = "/docs-assets"
 
 DESCRIPTION = """\
 Each tenant manages its own webhooks with its API key (`Authorization: Bearer sk_...`).
@@ -79,11 +83,16 @@ def create_admin_app(
             if dispatcher is None:
                 await active.aclose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this server, shipped
+    # in the fastapi-offline package: the docs render with no internet access.
+    app = FastAPIOffline(
         title="VIZOCHOK webhook admin API",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # Swagger UI would send the spec to validator.swagger.io for its badge otherwise.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     install_error_handlers(app, more_field_errors=errors_beside_shape_errors)
     app.include_router(router)

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 
 from .._exceptions import FieldError, InvalidConfig, StoreError
 
@@ -154,14 +154,18 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app serves at the request's path (for ``Allow``)."""
-    routes = request.app.router.routes
+    """Every method some route of the app serves at the request's path (for ``Allow``).
+
+    A mount matches every method, so it says nothing here; the only mount, the docs'
+    static files, serves GET and HEAD.
+    """
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
 
     def served(method: str) -> bool:
         probe = {**request.scope, "method": method}
         return any(route.matches(probe)[0] is Match.FULL for route in routes)
 
-    return [method for method in _HTTP_METHODS if served(method)]
+    return [method for method in _HTTP_METHODS if served(method)] or ["GET", "HEAD"]
 
 
 def _is_json(content_type: str | None) -> bool:
