@@ -348,7 +348,8 @@ class Dispatcher:
         self, tenant_id: str, webhook: Webhook, config: WebhookConfig
     ) -> float | None:
         """Seconds until the open circuit of ``webhook``'s configured URL lets one probe call
-        through (0: the next call probes); ``None`` when it is not open.  For reports."""
+        through (0: the probe may go, or is under way); ``None`` when it is closed.  For
+        reports."""
         url = _configured_url(config, webhook)
         if url is None:
             return None

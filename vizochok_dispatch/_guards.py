@@ -200,8 +200,8 @@ class Breakers:
         return tracked.circuit.state
 
     def next_probe_in(self, tenant: str, webhook: str, url: str, now: float) -> float | None:
-        """Seconds until the open circuit of ``url`` lets its one probe through (0: the next
-        call probes); ``None`` when that circuit is not open."""
+        """Seconds until the open circuit of ``url`` lets its one probe through (0: the probe
+        may go, or is under way); ``None`` when that circuit is closed."""
         tracked = self._circuits.get((tenant, webhook))
         if tracked is None or tracked.url != url or tracked.circuit.state is CircuitState.CLOSED:
             return None

@@ -321,7 +321,8 @@ def _circuit_text(seen: _Seen) -> str:
     )
     if wait is None:
         return paused
-    when = "the next call goes" if wait <= 0 else f"the next probe goes in {math.ceil(wait)} s"
+    # Refused with no wait left means the one probe call is in flight right now.
+    when = f"the next probe goes in {math.ceil(wait)} s" if wait > 0 else "a probe is under way"
     return f"{paused}; {when} (its success closes the circuit)"
 
 

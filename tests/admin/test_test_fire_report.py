@@ -200,7 +200,8 @@ def test_the_report_encoder_never_fails_whatever_a_result_holds() -> None:
 
 async def _dispatcher(store: InMemoryConfigStore, **options: object) -> Dispatcher:
     settings = DispatchSettings(**options.pop("settings", {}))  # type: ignore[arg-type]
-    time = FakeTime()
+    time = options.pop("time", None) or FakeTime()
+    assert isinstance(time, FakeTime)
     dispatcher = Dispatcher(
         store,
         settings=settings,
@@ -320,6 +321,36 @@ async def test_a_full_bulkhead_names_the_url_and_the_limit() -> None:
     assert (report.detail, report.url) == ("bulkhead_full", url)
     assert "1 calls in flight" in report.problems[0]
     assert "VIZOCHOK_MAX_IN_FLIGHT_PER_TENANT" in report.problems[0]
+
+
+async def test_an_open_circuit_whose_probe_is_in_flight_says_so() -> None:
+    """Report: while the half-open probe is in flight, circuit_open says a probe is under way."""
+    store = await _store("https://shop.example/p", ConfigRules())
+    time = FakeTime()
+    start = time.now
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if time.now < start + 60:
+            return httpx.Response(503)
+        entered.set()
+        await release.wait()
+        return httpx.Response(200, json={"products": []})
+
+    dispatcher = await _dispatcher(store, transport=httpx.MockTransport(answer), time=time)
+    try:
+        for _ in range(5):  # five 5xx deliveries open the circuit
+            await dispatcher.check_products("t1", skus=["a"], store_id="s")
+        time.now = start + 60  # past the cooldown: the next call is the probe
+        probe = asyncio.create_task(dispatcher.check_products("t1", skus=["a"], store_id="s"))
+        await entered.wait()
+        report = await run_test_fire(dispatcher, "t1")
+        release.set()
+        await probe
+    finally:
+        await dispatcher.aclose()
+    assert report.detail == "circuit_open"
+    assert "a probe is under way" in report.problems[0], report.problems
 
 
 async def test_production_calls_never_read_an_error_body() -> None:
