@@ -6,7 +6,7 @@ UTF-8, nesting deep enough to exhaust the recursion limit.  FastAPI turns those 
 400.  :func:`parse_json_body` instead either returns a value the models can judge field by
 field, or raises :class:`json.JSONDecodeError` (FastAPI's ``json_invalid`` error on ``body``)
 with a message that says what broke and where.  It runs only after the API key is checked
-(:class:`~vizochok_dispatch.admin.AuthenticatedRoute`).
+(:class:`~vizochok_dispatch.admin._deps.AuthenticatedRoute`).
 """
 
 from __future__ import annotations
