@@ -76,6 +76,8 @@ def _store(settings: DispatchSettings, *, secrets: bool) -> SqlConfigStore:
         rules=settings.config_rules(),
         auto_migrate=settings.migrates_automatically(),
         secret_box=box,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
     )
 
 
@@ -136,7 +138,12 @@ def db_upgrade(state: _State) -> None:
     settings = state.settings()
 
     async def upgrade() -> str | None:
-        engine = create_engine_for(settings.database_url)
+        # a migration may wait for another's lock: only the connection is bounded
+        engine = create_engine_for(
+            settings.database_url,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            statement_timeout=None,
+        )
         try:
             await _migrations.upgrade(engine)
             return await _migrations.current_revision(engine)

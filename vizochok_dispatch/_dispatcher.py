@@ -146,6 +146,8 @@ class Dispatcher:
             rules=settings.config_rules(),
             auto_migrate=settings.migrates_automatically(),
             secret_box=settings.secret_box(),
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
         )
         return cls(store, settings=settings, owns_store=True, **options)
 

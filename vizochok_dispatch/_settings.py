@@ -16,7 +16,11 @@ from ._config import ConfigRules
 from ._crypto import KEYS_SETTING, SecretBox
 from ._destinations import DestinationPolicy, parse_networks
 from ._exceptions import SettingsError
-from ._sql_store import safe_url
+from ._sql_store import (
+    DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+    safe_url,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./vizochok.db"
 
@@ -40,6 +44,16 @@ class DispatchSettings(BaseSettings):
     )
 
     database_url: str = DEFAULT_DATABASE_URL
+    #: Seconds to wait for a database connection (connect, TLS, login), or for a free one in
+    #: the pool. Kept well under a webhook's timeout: a config lookup must not eat the call.
+    database_connect_timeout_seconds: float = Field(
+        default=DEFAULT_CONNECT_TIMEOUT_SECONDS, gt=0, le=60
+    )
+    #: Seconds one database statement may take before it is given up (PostgreSQL: cancelled;
+    #: SQLite: how long a write waits for another writer's lock). Migrations are not bounded.
+    database_statement_timeout_seconds: float = Field(
+        default=DEFAULT_STATEMENT_TIMEOUT_SECONDS, gt=0, le=300
+    )
     #: ``None``: migrate automatically on the embedded SQLite default only.
     auto_migrate: bool | None = None
     #: Accept plain ``http://`` webhook URLs (local development, loopback tests).

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import structlog
 from sqlalchemy import Table, event, func, insert, select, update
@@ -57,24 +58,57 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def create_engine_for(url: str) -> AsyncEngine:
-    """An async engine tuned for the store: in-memory SQLite shares one connection."""
+#: Seconds to wait for a database connection (TCP, TLS, login) or for a free pooled one.
+DEFAULT_CONNECT_TIMEOUT_SECONDS: Final = 2.0
+#: Seconds one statement may take (PostgreSQL: the client gives up and cancels it; SQLite: how
+#: long a write waits for another writer's lock).
+DEFAULT_STATEMENT_TIMEOUT_SECONDS: Final = 2.0
+#: SQLite's lock wait for migrations and other unbounded work (the statement timeout is off).
+_SQLITE_UNBOUNDED_BUSY_SECONDS: Final = 30.0
+
+
+def create_engine_for(
+    url: str,
+    *,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+    statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
+) -> AsyncEngine:
+    """An async engine tuned for the store, every wait on the database bounded.
+
+    PostgreSQL (asyncpg): ``connect_timeout`` bounds connecting and waiting for a pooled
+    connection (``pool_timeout``); ``statement_timeout`` is asyncpg's ``command_timeout``, so
+    a statement (the pool's pre-ping included) on a server that stopped answering fails with
+    a timeout instead of waiting for ever.  SQLite: ``statement_timeout`` is the busy timeout
+    (how long a write waits for another writer).  ``statement_timeout=None`` leaves statements
+    unbounded: migrations, which may wait for another process's migration lock.  In-memory
+    SQLite shares one connection.
+    """
     parsed = make_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": parsed.get_backend_name() != "sqlite"}
-    if parsed.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": 30}
+    backend = parsed.get_backend_name()
+    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    if backend == "sqlite":
+        busy = _SQLITE_UNBOUNDED_BUSY_SECONDS if statement_timeout is None else statement_timeout
+        options["connect_args"] = {"timeout": busy}
         if parsed.database in (None, "", ":memory:"):
             options["poolclass"] = StaticPool
+    else:
+        options["pool_timeout"] = connect_timeout
+        if parsed.get_driver_name() == "asyncpg":
+            options["connect_args"] = {
+                "timeout": connect_timeout,
+                "command_timeout": statement_timeout,
+            }
     engine = create_async_engine(url, **options)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        busy_ms = int(options["connect_args"]["timeout"] * 1000)
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:  # noqa: ANN401 - DB-API objects are untyped
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:  # noqa: ANN401 - DB-API objects are untyped
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")
     cursor.close()
 
 
@@ -110,8 +144,12 @@ class SqlConfigStore:
         auto_migrate: bool | None = None,
         engine: AsyncEngine | None = None,
         secret_box: SecretBox | None = None,
+        connect_timeout_seconds: float = DEFAULT_CONNECT_TIMEOUT_SECONDS,
+        statement_timeout_seconds: float = DEFAULT_STATEMENT_TIMEOUT_SECONDS,
     ) -> None:
         self._url = url
+        self._connect_timeout = connect_timeout_seconds
+        self._statement_timeout = statement_timeout_seconds
         self._box = secret_box
         self._database_file = sqlite_file(url)
         self._rules = rules or ConfigRules()
@@ -136,7 +174,11 @@ class SqlConfigStore:
     def engine(self) -> AsyncEngine:
         """The engine, created on first use."""
         if self._engine is None:
-            self._engine = create_engine_for(self._url)
+            self._engine = create_engine_for(
+                self._url,
+                connect_timeout=self._connect_timeout,
+                statement_timeout=self._statement_timeout,
+            )
         return self._engine
 
     async def open(self) -> None:
@@ -150,7 +192,7 @@ class SqlConfigStore:
     async def _open_once(self) -> None:
         try:
             if self._auto_migrate:
-                await _migrations.upgrade(self.engine)
+                await self._migrate()
             else:
                 await _migrations.ensure_current(self.engine)
         except StoreError:
@@ -171,6 +213,23 @@ class SqlConfigStore:
                 ) from exc
         self._ready = True
         _log.info("config_store.opened", store=self.url)
+
+    async def _migrate(self) -> None:
+        """Upgrade the schema on an engine of its own whose statements are not bounded: a
+        migration may wait for another process's migration lock (only the connection is)."""
+        in_memory = self._database_file is None and self.engine.dialect.name == "sqlite"
+        if not self._owns_engine or in_memory:
+            # in-memory SQLite lives in its one shared connection; an injected engine is the
+            # caller's to tune
+            await _migrations.upgrade(self.engine)
+            return
+        engine = create_engine_for(
+            self._url, connect_timeout=self._connect_timeout, statement_timeout=None
+        )
+        try:
+            await _migrations.upgrade(engine)
+        finally:
+            await engine.dispose()
 
     async def close(self) -> None:
         """Dispose of the engine if this store created it."""
