@@ -10,8 +10,16 @@ database, and cross-process staleness is bounded by ``ttl_seconds`` plus one pol
 this).  A store that cannot list versions gets the simpler rule: an entry ``ttl_seconds`` old
 is refreshed in the background on its next use.
 
+When the store fails (a poll or a refresh raises, e.g. the database is unreachable and its
+timeouts fire), entries are served stale, as HTTP's ``stale-if-error`` (RFC 5861) does: each
+one for at most ``ttl_seconds + stale_if_error_seconds`` after the store last confirmed it,
+logged once per entry as ``config_cache.serving_stale``.  An entry older than that is not
+served: the call reads the store again and gets its error.
+
 Unknown tenants are cached too, so a flood of calls for a tenant with no config cannot flood
-the database.  Concurrent misses for one tenant share a single query.
+the database.  Concurrent misses for one tenant share a single read, which runs as a task of
+its own: a caller that stops waiting (its deadline passed) leaves the read to finish for the
+next caller.
 """
 
 from __future__ import annotations
@@ -20,19 +28,33 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import structlog
 
 from ._config import UNSET, Unset, WebhookConfig
+from ._exceptions import StoreError
 from ._store import ConfigStore, VersionedStore
 
 _log = structlog.get_logger("vizochok_dispatch")
+
+#: How long an entry is served while the store fails, beyond ``ttl_seconds`` (the
+#: ``VIZOCHOK_CONFIG_STALE_IF_ERROR_SECONDS`` default).
+DEFAULT_STALE_IF_ERROR_SECONDS = 300.0
 
 
 @dataclass(slots=True)
 class _Entry:
     config: WebhookConfig | None
+    #: When it was read (the refresh rule of stores without versions).
     fetched_at: float
+    #: When the store last confirmed it: read, or a poll found its version unchanged.
+    checked_at: float
+    #: Set when a poll or a refresh failed after ``checked_at``: the entry is being served
+    #: stale; cleared when the store confirms it again.
+    failing_since: float | None = None
+    logged_stale: bool = False
 
 
 class CachedConfigStore:
@@ -43,17 +65,19 @@ class CachedConfigStore:
         inner: ConfigStore,
         *,
         ttl_seconds: float,
+        stale_if_error_seconds: float = DEFAULT_STALE_IF_ERROR_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         poll_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.inner = inner
         self._ttl = ttl_seconds
+        self._max_stale_age = ttl_seconds + stale_if_error_seconds
         self._clock = clock
         #: The poller's timer; a real sleep even under a fake clock (it must yield).
         self._poll_sleep = poll_sleep
         self._polls = isinstance(inner, VersionedStore)
         self._entries: dict[str, _Entry] = {}
-        self._loading: dict[str, asyncio.Future[WebhookConfig | None]] = {}
+        self._loading: dict[str, asyncio.Task[WebhookConfig | None]] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._poller: asyncio.Task[None] | None = None
         #: Bumped by every save or delete through the cache: a read that started before one
@@ -67,8 +91,11 @@ class CachedConfigStore:
         await self.inner.open()
 
     async def stop_refreshing(self) -> None:
-        """Stop polling and cancel the background reads (the inner store stays open)."""
-        tasks = list(self._refreshes.values())
+        """Stop polling and cancel the reads under way (the inner store stays open).
+
+        A call waiting for a read cancelled here gets :class:`StoreError`.
+        """
+        tasks: list[asyncio.Task[Any]] = [*self._refreshes.values(), *self._loading.values()]
         if self._poller is not None:
             tasks.append(self._poller)
             self._poller = None
@@ -90,7 +117,8 @@ class CachedConfigStore:
             self._entries.pop(tenant_id, None)
 
     async def get_config(self, tenant_id: str) -> WebhookConfig | None:
-        """The cached config; only a tenant never seen (or forgotten) waits for the store."""
+        """The cached config; only a tenant never seen (or forgotten, or stale past the
+        stale-if-error limit) waits for the store.  Raises what the store raises then."""
         if self._ttl <= 0:
             self.misses += 1
             return await self.inner.get_config(tenant_id)
@@ -100,21 +128,54 @@ class CachedConfigStore:
         if entry is not None:
             if not self._polls and self._clock() - entry.fetched_at >= self._ttl:
                 self._refresh_in_background(tenant_id)
-            return entry.config
-        pending = self._loading.get(tenant_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        return await self._load(tenant_id)
+            if entry.failing_since is None or self._serve_stale(tenant_id, entry):
+                return entry.config
+        task = self._start_read(tenant_id)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                # the read was stopped (shutdown), not this caller: a failure, not a cancel
+                raise StoreError("the config store read was stopped") from None
+            raise
+
+    def _serve_stale(self, tenant_id: str, entry: _Entry) -> bool:
+        """Whether an entry the store failed to confirm may still be served (and log it)."""
+        age = self._clock() - entry.checked_at
+        if age <= self._max_stale_age:
+            if not entry.logged_stale:
+                entry.logged_stale = True
+                _log.warning(
+                    "config_cache.serving_stale",
+                    tenant_id=tenant_id,
+                    age_seconds=round(age, 3),
+                    limit_seconds=self._max_stale_age,
+                )
+            return True
+        return False
 
     async def poll(self) -> None:
-        """Compare every cached entry with the store's versions; refresh what moved."""
+        """Compare every cached entry with the store's versions; refresh what moved.
+
+        A failed poll marks every entry as served stale (see the module docstring).
+        """
         assert isinstance(self.inner, VersionedStore)  # noqa: S101 - only called when it is
-        versions = await self.inner.versions()
+        started = self._clock()
+        try:
+            versions = await self.inner.versions()
+        except Exception:
+            for entry in self._entries.values():
+                if entry.failing_since is None:
+                    entry.failing_since = started
+            raise
         for tenant_id, entry in list(self._entries.items()):
             current = versions.get(tenant_id)
             cached = None if entry.config is None else entry.config.version
             if current != cached:
                 self._refresh_in_background(tenant_id)
+            else:
+                _confirm(entry, started)
 
     async def settle(self) -> None:
         """Wait for the background reads under way (tests, and a clean shutdown)."""
@@ -136,34 +197,42 @@ class CachedConfigStore:
             except Exception as exc:  # keep serving; try again next interval
                 _log.warning("config_cache.poll_failed", error=type(exc).__name__)
 
-    async def _load(self, tenant_id: str) -> WebhookConfig | None:
-        future: asyncio.Future[WebhookConfig | None] = asyncio.get_running_loop().create_future()
-        self._loading[tenant_id] = future
-        writes = self._writes.get(tenant_id, 0)
-        try:
-            self.misses += 1
-            config = await self.inner.get_config(tenant_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a future nobody awaited logs nothing
-            raise
-        else:
-            entry = self._entries.get(tenant_id)
-            if self._writes.get(tenant_id, 0) != writes and entry is not None:
-                config = entry.config  # a save landed meanwhile; it is newer than this read
-            else:
-                self._entries[tenant_id] = _Entry(config, self._clock())
-            future.set_result(config)
-            return config
-        finally:
+    def _start_read(self, tenant_id: str) -> asyncio.Task[WebhookConfig | None]:
+        """The read of ``tenant_id`` under way, or a new one: one read per tenant at a time."""
+        task = self._loading.get(tenant_id)
+        if task is None:
+            task = asyncio.create_task(self._read(tenant_id))
+            self._loading[tenant_id] = task
+            task.add_done_callback(partial(self._read_done, tenant_id))
+        return task
+
+    def _read_done(self, tenant_id: str, task: asyncio.Task[WebhookConfig | None]) -> None:
+        if self._loading.get(tenant_id) is task:
             del self._loading[tenant_id]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a read nobody awaited logs nothing
+
+    async def _read(self, tenant_id: str) -> WebhookConfig | None:
+        writes = self._writes.get(tenant_id, 0)
+        started = self._clock()
+        self.misses += 1
+        config = await self.inner.get_config(tenant_id)
+        entry = self._entries.get(tenant_id)
+        if self._writes.get(tenant_id, 0) != writes and entry is not None:
+            return entry.config  # a save landed meanwhile; it is newer than this read
+        self._entries[tenant_id] = _Entry(config, fetched_at=self._clock(), checked_at=started)
+        return config
 
     async def _refresh(self, tenant_id: str) -> None:
+        started = self._clock()
         try:
-            await self._load(tenant_id)
-        except Exception as exc:  # keep serving the last good config
+            await self._start_read(tenant_id)
+        except Exception as exc:  # keep serving the last good config, within its limit
             entry = self._entries.get(tenant_id)
-            if entry is not None:  # try again in a second, not on every call
+            if entry is not None:
+                if entry.failing_since is None:
+                    entry.failing_since = started
+                # try again in a second, not on every call
                 entry.fetched_at = self._clock() - self._ttl + min(self._ttl, 1.0)
             _log.warning(
                 "config_cache.refresh_failed", tenant_id=tenant_id, error=type(exc).__name__
@@ -192,7 +261,8 @@ class CachedConfigStore:
         current = self._entries.get(tenant_id)
         # Concurrent saves finish in any order; the highest version holds every column.
         if current is None or current.config is None or current.config.version <= saved.version:
-            self._entries[tenant_id] = _Entry(saved, self._clock())
+            now = self._clock()
+            self._entries[tenant_id] = _Entry(saved, fetched_at=now, checked_at=now)
         return saved
 
     async def delete_config(self, tenant_id: str) -> bool:
@@ -202,3 +272,10 @@ class CachedConfigStore:
         finally:
             self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
             self._entries.pop(tenant_id, None)
+
+
+def _confirm(entry: _Entry, at: float) -> None:
+    """The store vouched for ``entry`` at ``at`` (a poll that started then)."""
+    entry.checked_at = max(entry.checked_at, at)
+    entry.failing_since = None
+    entry.logged_stale = False

@@ -80,6 +80,7 @@ class Dispatcher:
         self.store = CachedConfigStore(
             store,
             ttl_seconds=self.settings.config_cache_seconds,
+            stale_if_error_seconds=self.settings.config_stale_if_error_seconds,
             clock=self._clock.monotonic,
         )
         self._owns_store = owns_store
@@ -387,6 +388,17 @@ class Dispatcher:
 
     # -- the one path every webhook takes ---------------------------------------------------
 
+    async def _config_for(self, tenant_id: str, deadline_at: float | None) -> WebhookConfig | None:
+        """The tenant's config, within the call's deadline: a store that does not answer in
+        time is a :class:`StoreError` (the read goes on, shared, for the next call)."""
+        if deadline_at is None:
+            return await self.store.get_config(tenant_id)
+        try:
+            async with asyncio.timeout(max(deadline_at - self._clock.monotonic(), 0.0)):
+                return await self.store.get_config(tenant_id)
+        except TimeoutError:
+            raise StoreError("the config store did not answer within the call's deadline") from None
+
     async def _call(
         self,
         tenant_id: str,
@@ -401,7 +413,10 @@ class Dispatcher:
         log = _log.bind(tenant_id=tenant_id, webhook=webhook)
         delivery: Delivery | None = None
         try:
-            config = await self.store.get_config(tenant_id)
+            if deadline_at is not None and deadline_at <= self._clock.monotonic():
+                # a deadline spent before the call began: nothing is looked up or sent
+                return _failed(log, on_failure, TIMEOUT, None), None
+            config = await self._config_for(tenant_id, deadline_at)
             method, url, body = target(config) if config is not None else ("", None, b"")
             if config is None or url is None:
                 return _failed(log, on_failure, NOT_CONFIGURED, None), None

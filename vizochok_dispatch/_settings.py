@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ._cache import DEFAULT_STALE_IF_ERROR_SECONDS
 from ._config import ConfigRules
 from ._crypto import KEYS_SETTING, SecretBox
 from ._destinations import DestinationPolicy, parse_networks
@@ -77,6 +78,12 @@ class DispatchSettings(BaseSettings):
     #: Seconds a cached tenant config is served before it is read again: the bound on how
     #: long another process's save takes to reach this one (0 turns the cache off).
     config_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
+    #: While the store fails, a cached config is still served for this many seconds beyond
+    #: ``config_cache_seconds`` after the store last confirmed it (HTTP's stale-if-error,
+    #: RFC 5861); older, the call fails with ``store_error``. 0: never served stale.
+    config_stale_if_error_seconds: float = Field(
+        default=DEFAULT_STALE_IF_ERROR_SECONDS, ge=0, le=86_400
+    )
     #: Seconds a (checked) DNS answer is reused; 0 resolves and checks on every connection.
     dns_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
     #: Seconds an idle keep-alive connection is kept before it is closed.
