@@ -2,13 +2,15 @@
 
 Settings come from the ``VIZOCHOK_*`` environment (``--database-url`` overrides the database).
 API keys and encryption keys are printed once, when made, and never again; errors name what
-to fix and never echo a key.  Exit status: 0 done, 1 refused or failed, 2 usage error.
+to fix and never echo a key.  Exit status (:data:`EXIT_STATUS`): 0 done, 1 refused or failed
+(one line on stderr), 2 usage error (click's own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from ._dispatcher import Dispatcher
 from ._exceptions import DispatchError, SchemaNotReady
 from ._settings import DispatchSettings
 from ._sql_store import ReencryptReport, SqlConfigStore, create_engine_for, safe_url
-from ._tenants import IssuedKey, TenantDirectory
+from ._tenants import IssuedKey, TenantDirectory, unknown_tenant
 from ._testfire import (
     SAMPLE_SKUS,
     TEST_STORE_ID,
@@ -36,6 +38,18 @@ from ._testfire import (
 from ._version import __version__
 
 _T = TypeVar("_T")
+
+#: The ``--help`` epilog; README's "CLI exit codes" table says the same.
+EXIT_STATUS = """\b
+Exit status:
+  0  done (--help and --version too)
+  1  refused or failed: one line on stderr, "Error: ...", for an unknown
+     tenant (every command that takes one: no tenant 'ID'), an unknown API
+     key, invalid settings, a database that cannot be reached or opened, or
+     secrets no configured key can read; test-fire: the webhook call failed
+     (the report says why); interrupted (Ctrl-C: "Aborted!")
+  2  usage error: unknown command or option, missing or invalid argument
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,21 @@ async def _with_directory(
         await store.close()
 
 
+async def _require_tenant(dispatcher: Dispatcher, tenant_id: str) -> None:
+    """Raise ``no tenant 'ID'`` unless the tenant is in the directory or has a config.
+
+    A tenant of the admin API may have no config yet (its test-fire reports
+    ``not_configured``), and an embedding application may store configs for tenants the
+    directory does not list; only a tenant with neither is unknown.
+    """
+    if await dispatcher.store.get_config(tenant_id) is not None:
+        return
+    inner = dispatcher.store.inner
+    directory = TenantDirectory.for_store(inner) if isinstance(inner, SqlConfigStore) else None
+    if directory is not None and await directory.get_tenant(tenant_id) is None:
+        raise unknown_tenant(tenant_id)
+
+
 def _echo_json(document: object) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
 
@@ -101,7 +130,7 @@ def _show_key(issued: IssuedKey) -> None:
     click.echo("  Authorization: Bearer <the key>")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_STATUS)
 @click.option(
     "--database-url",
     metavar="URL",
@@ -114,8 +143,13 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     """VIZOCHOK dispatch: the admin API and its tenants, keys and secrets."""
     ctx.obj = _State(database_url)
     # Logs go to stderr, so stdout stays clean for --json; the config is restored after.
+    # Commands log warnings and errors only, so a refusal is the one line it says it is;
+    # ``serve`` logs from info up, like any server.
     previous = structlog.get_config()
-    structlog.configure(logger_factory=_stderr_logger)
+    structlog.configure(
+        logger_factory=_stderr_logger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
     ctx.call_on_close(lambda: structlog.configure(**previous))
 
 
@@ -316,10 +350,29 @@ def serve(state: _State, host: str, port: int) -> None:
         app = create_admin_app(settings)
     except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
+
+    async def check_store() -> None:
+        # Open the store once before serving: a database that is down, unmigrated or whose
+        # secrets no key reads is one line and exit 1 here, not a traceback from uvicorn.
+        store = _store(settings, secrets=True)
+        try:
+            await store.open()
+        finally:
+            await store.close()
+
+    _run(check_store)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
     click.echo(f"Admin API on http://{host}:{port}  (OpenAPI docs: http://{host}:{port}/docs)")
     click.echo(f"Config store: {safe_url(settings.database_url)}")
     click.echo("Create a tenant and its API key: vizochok-dispatch tenants create NAME")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        # uvicorn's own exit (3: the app did not start, e.g. the database went down since
+        # the check above); its log already says why
+        raise click.ClickException("the admin API stopped: see the log above") from None
 
 
 @main.command("test-fire")
@@ -344,6 +397,7 @@ def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
 
     async def fire() -> FireReport:
         async with Dispatcher.from_settings(settings) as dispatcher:
+            await _require_tenant(dispatcher, tenant)
             return await run_test_fire(
                 dispatcher,
                 tenant,

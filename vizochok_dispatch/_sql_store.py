@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 import structlog
-from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy import Table, event, func, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -29,7 +29,13 @@ from sqlalchemy.pool import StaticPool
 
 from . import _migrations
 from ._config import UNSET, ConfigRules, Unset, WebhookConfig, _tenant_id_problem, merge_config
-from ._crypto import SecretBox, is_encrypted, key_file_for, load_or_create_key_file
+from ._crypto import (
+    KEYS_SETTING,
+    SecretBox,
+    is_encrypted,
+    key_file_for,
+    load_or_create_key_file,
+)
 from ._exceptions import SecretUnreadable, StoreError
 from ._models import WebhookConfigRow
 
@@ -187,7 +193,13 @@ class SqlConfigStore:
             return
         async with self._open_lock:
             if not self._ready:
-                await self._open_once()
+                try:
+                    await self._open_once()
+                except Exception:
+                    if self._engine is not None and self._owns_engine:
+                        # no connection outlives a refused open (the engine stays usable)
+                        await self._engine.dispose()
+                    raise
 
     async def _open_once(self) -> None:
         try:
@@ -204,15 +216,49 @@ class SqlConfigStore:
         if self._box is None and self._database_file is not None:
             # the embedded default: the key lives beside the database (after the database
             # opened, so a missing folder is reported as the store's error, not the key's)
-            key_file = key_file_for(self._database_file)
-            try:
-                self._box = await asyncio.to_thread(load_or_create_key_file, key_file)
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot read or create the secret key file {key_file}: {type(exc).__name__}"
-                ) from exc
+            self._box = await self._open_key_file(self._database_file)
         self._ready = True
         _log.info("config_store.opened", store=self.url)
+
+    async def _open_key_file(self, database: Path) -> SecretBox:
+        """The key file's keyring, created only for a database with no encrypted secrets.
+
+        A missing key file beside a database whose secrets are encrypted, or a key file none
+        of whose keys those secrets were encrypted with, is refused with
+        :class:`SecretUnreadable`: a new key would make every stored secret unreadable.
+        """
+        key_file = key_file_for(database)
+        try:
+            exists = await asyncio.to_thread(key_file.is_file)
+            needed = await self._encrypted_key_ids()
+            if not exists and needed:
+                raise SecretUnreadable(_missing_key_file(database, key_file, needed))
+            box = await asyncio.to_thread(load_or_create_key_file, key_file)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read or create the secret key file {key_file}: {type(exc).__name__}"
+            ) from exc
+        if needed and not await self._any_readable(box):
+            raise SecretUnreadable(_wrong_key_file(database, key_file, needed, box))
+        return box
+
+    async def _encrypted_key_ids(self) -> list[str]:
+        """Some key ids stored secrets are encrypted with (none: no encrypted secret)."""
+        async with self._guard(), self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(_T.c.secret).where(_T.c.secret.startswith("v1.", autoescape=True)).limit(100)
+            )
+            stored = [str(value) for (value,) in rows]
+        return sorted({value.split(".")[1] for value in stored if is_encrypted(value)})
+
+    async def _any_readable(self, box: SecretBox) -> bool:
+        """Whether some encrypted secret was encrypted with a key ``box`` holds."""
+        readable = or_(
+            *(_T.c.secret.startswith(f"v1.{key_id}.", autoescape=True) for key_id in box.key_ids)
+        )
+        async with self._guard(), self.engine.connect() as conn:
+            row = (await conn.execute(select(_T.c.tenant_id).where(readable).limit(1))).first()
+        return row is not None
 
     async def _migrate(self) -> None:
         """Upgrade the schema on an engine of its own whose statements are not bounded: a
@@ -437,4 +483,29 @@ def _to_config(row: Any, secret: str) -> WebhookConfig:  # noqa: ANN401 - a SQLA
         secret=secret,
         version=int(row["version"]),
         updated_at=updated,
+    )
+
+
+_LOST_KEY_ADVICE = (
+    "No new key was made: it would leave every stored webhook secret unreadable. If the key "
+    "is lost for good, so are those secrets: delete the rows of webhook_configs and have each "
+    "tenant save its webhooks again (tenants and API keys are kept)."
+)
+
+
+def _missing_key_file(database: Path, key_file: Path, key_ids: list[str]) -> str:
+    return (
+        f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, and "
+        f"its key file {key_file} is missing. Restore {key_file.name} from the backup of the "
+        f"database (they belong together), or set {KEYS_SETTING} to that key's line "
+        f"(key_id:base64key). {_LOST_KEY_ADVICE}"
+    )
+
+
+def _wrong_key_file(database: Path, key_file: Path, key_ids: list[str], box: SecretBox) -> str:
+    return (
+        f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, and "
+        f"the key file {key_file} holds only {', '.join(box.key_ids)}. Restore the key file "
+        f"that belongs with this database, or set {KEYS_SETTING} to its key's line "
+        f"(key_id:base64key). {_LOST_KEY_ADVICE}"
     )

@@ -37,6 +37,7 @@ MAX_PRESENTED_CHARS: Final = 256
 MAX_TENANT_NAME_CHARS: Final = 200
 _API_KEY = re.compile(r"sk_[A-Za-z0-9_-]{43,}")
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_KEY_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _TENANTS = cast(Table, TenantRow.__table__)
 _KEYS = cast(Table, ApiKeyRow.__table__)
@@ -96,6 +97,11 @@ def tenant_id_problem(tenant_id: str) -> str | None:
     if not _TENANT_ID.fullmatch(tenant_id):
         return "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
     return None
+
+
+def unknown_tenant(tenant_id: str) -> UnknownTenant:
+    """The one error every operation gives for a tenant that does not exist."""
+    return UnknownTenant(f"no tenant {tenant_id!r}")
 
 
 def _new_tenant_id() -> str:
@@ -167,6 +173,8 @@ class TenantDirectory:
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant, or ``None``."""
         await self._ready()
+        if tenant_id_problem(tenant_id) is not None:
+            return None  # no tenant has an id create_tenant refuses (nor may it reach SQL)
         async with self._guard(), self._engine.connect() as conn:
             row = (await conn.execute(select(_TENANTS).where(_TENANTS.c.id == tenant_id))).first()
         return None if row is None else _tenant(row._mapping)
@@ -185,7 +193,7 @@ class TenantDirectory:
     async def create_key(self, tenant_id: str) -> IssuedKey:
         """Issue another key for an existing tenant (rotation: create, deploy, revoke the old)."""
         if await self.get_tenant(tenant_id) is None:
-            raise UnknownTenant(f"no tenant {tenant_id!r}")
+            raise unknown_tenant(tenant_id)
         issued = IssuedKey(key_id=_new_key_id(), tenant_id=tenant_id, key=generate_api_key())
         async with self._guard(), self._engine.begin() as conn:
             await conn.execute(
@@ -198,6 +206,8 @@ class TenantDirectory:
     async def revoke_key(self, key_id: str) -> ApiKeyInfo:
         """Revoke a key at once; revoking twice keeps the first time. Unknown id raises."""
         await self._ready()
+        if not _KEY_ID_SHAPE.fullmatch(key_id):
+            raise UnknownTenant(f"no API key {key_id!r}")  # not an id this module makes
         async with self._guard(), self._engine.begin() as conn:
             await conn.execute(
                 update(_KEYS)
@@ -210,8 +220,10 @@ class TenantDirectory:
         return _key_info(row._mapping)
 
     async def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
-        """The tenant's keys, revoked ones included, oldest first."""
-        await self._ready()
+        """The tenant's keys, revoked ones included, oldest first; an unknown tenant raises
+        :class:`UnknownTenant` (a tenant always has its first key, so none means no tenant)."""
+        if await self.get_tenant(tenant_id) is None:
+            raise unknown_tenant(tenant_id)
         async with self._guard(), self._engine.connect() as conn:
             rows = await conn.execute(
                 select(_KEYS)
