@@ -11,8 +11,11 @@ re-encrypted by the same command.  Only the store calls this module: a
 :class:`~vizochok_dispatch.WebhookConfig` always holds the plaintext, in memory only.
 
 The embedded SQLite default needs no settings: its key lives in a file beside the database
-(mode 0600), created on first use with a warning.  A production deployment must set
-``VIZOCHOK_SECRET_KEYS`` instead (see ``DispatchSettings.secret_box``).
+(mode 0600), created on first use with a warning.  Only a database with no encrypted secret
+gets a new one: the store refuses to open a database whose secrets the key file cannot read
+(missing, or holding other keys) rather than replace the key (``SqlConfigStore.open``).  A
+production deployment must set ``VIZOCHOK_SECRET_KEYS`` instead (see
+``DispatchSettings.secret_box``).
 """
 
 from __future__ import annotations
@@ -199,6 +202,9 @@ def key_file_for(database_path: Path) -> Path:
 
 def load_or_create_key_file(path: Path) -> SecretBox:
     """The keyring in ``path``, created (mode 0600, one fresh key) when it does not exist.
+
+    The caller decides whether a missing file may be created: the store checks first that
+    no stored secret is encrypted (a new key would make those unreadable).
 
     Creation is atomic (written aside, then hard-linked into place), so several processes
     opening a new database at once end up with one key.  Creating one logs a warning: this
