@@ -119,12 +119,9 @@ class CachedConfigStore:
     async def get_config(self, tenant_id: str) -> WebhookConfig | None:
         """The cached config; only a tenant never seen (or forgotten, or stale past the
         stale-if-error limit) waits for the store.  Raises what the store raises then."""
-        if self._ttl <= 0:
-            self.misses += 1
-            return await self.inner.get_config(tenant_id)
-        if self._polls and self._poller is None:
+        if self._ttl > 0 and self._polls and self._poller is None:
             self._poller = asyncio.create_task(self._poll_forever())
-        entry = self._entries.get(tenant_id)
+        entry = self._entries.get(tenant_id)  # never one when the cache is off (ttl 0)
         if entry is not None:
             if not self._polls and self._clock() - entry.fetched_at >= self._ttl:
                 self._refresh_in_background(tenant_id)
@@ -220,7 +217,8 @@ class CachedConfigStore:
         entry = self._entries.get(tenant_id)
         if self._writes.get(tenant_id, 0) != writes and entry is not None:
             return entry.config  # a save landed meanwhile; it is newer than this read
-        self._entries[tenant_id] = _Entry(config, fetched_at=self._clock(), checked_at=started)
+        if self._ttl > 0:
+            self._entries[tenant_id] = _Entry(config, fetched_at=self._clock(), checked_at=started)
         return config
 
     async def _refresh(self, tenant_id: str) -> None:
@@ -258,6 +256,8 @@ class CachedConfigStore:
             secret=secret,
         )
         self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
+        if self._ttl <= 0:
+            return saved  # the cache is off: nothing is kept
         current = self._entries.get(tenant_id)
         # Concurrent saves finish in any order; the highest version holds every column.
         if current is None or current.config is None or current.config.version <= saved.version:

@@ -167,14 +167,15 @@ async def test_a_read_stopped_by_shutdown_is_a_store_error_for_its_waiter() -> N
     await cache.close()
 
 
-async def test_the_deadline_covers_the_config_lookup() -> None:
+@pytest.mark.parametrize("cache_seconds", [TTL, 0.0], ids=["cached", "cache-off"])
+async def test_the_deadline_covers_the_config_lookup(cache_seconds: float) -> None:
     """Dispatcher: a store that never answers costs a call its deadline, then store_error."""
     fake, inner = FakeTime(), Breakable()
     await inner.save_config("t1", products_url=URL, cart_url=URL)
     inner.hang.clear()  # reachable, never answering
     dispatcher = Dispatcher(
         inner,
-        settings=DispatchSettings(config_cache_seconds=TTL),
+        settings=DispatchSettings(config_cache_seconds=cache_seconds),
         transport=httpx.MockTransport(lambda request: httpx.Response(200, json=OK)),
         clock=fake.clock,
         sleep=fake.sleep,
