@@ -180,11 +180,16 @@ class SqlConfigStore:
     def engine(self) -> AsyncEngine:
         """The engine, created on first use."""
         if self._engine is None:
-            self._engine = create_engine_for(
-                self._url,
-                connect_timeout=self._connect_timeout,
-                statement_timeout=self._statement_timeout,
-            )
+            try:
+                self._engine = create_engine_for(
+                    self._url,
+                    connect_timeout=self._connect_timeout,
+                    statement_timeout=self._statement_timeout,
+                )
+            except (SQLAlchemyError, ValueError) as exc:  # e.g. a port that is not a number
+                raise StoreError(
+                    f"the database URL {safe_url(self._url)} is not usable: {type(exc).__name__}"
+                ) from None
         return self._engine
 
     async def open(self) -> None:

@@ -142,3 +142,16 @@ def test_a_database_that_is_down_is_one_line_and_exit_1(command: list[str]) -> N
     assert "127.0.0.1" in lines[0] and "***" in lines[0]
     assert absent(password, done.stderr, done.stdout)
     assert done.stdout == ""
+
+
+def test_an_unusable_database_url_is_one_line_and_exit_1() -> None:
+    """CLI: a database URL that does not parse exits 1 with one line, the password unseen."""
+    password = "Db-Pw-" + secrets.token_hex(8)
+    result = CliRunner().invoke(
+        main,
+        ["--database-url", f"postgresql+asyncpg://u:{password}@h:notaport/db", "tenants", "list"],
+        env=ENV,
+    )
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "is not usable" in result.stderr
+    assert absent(password, result.output)

@@ -98,3 +98,22 @@ async def test_store_open_logs_the_masked_url(postgres_url: str, password: str) 
     opened = [e for e in logs if e["event"] == "config_store.opened"]
     assert len(opened) == 1 and "***" in opened[0]["store"]
     assert not _shows(password, *logs)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "postgresql+asyncpg://u:{pw}@127.0.0.1:notaport/db",
+        "nosuchdb://u:{pw}@127.0.0.1/db",
+        "u:{pw}@127.0.0.1",
+    ],
+)
+async def test_an_unusable_url_is_a_store_error_without_the_password(
+    template: str, password: str
+) -> None:
+    """Store: a URL that does not parse or names no driver is StoreError, password not shown."""
+    store = SqlConfigStore(template.format(pw=password))
+    with pytest.raises(StoreError, match="is not usable") as caught:
+        await store.open()
+    await store.close()
+    assert not _shows(password, caught.value, repr(caught.value), caught.value.__cause__)
