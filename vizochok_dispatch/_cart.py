@@ -1,4 +1,4 @@
-"""The cart webhooks: operation bodies, the GET URL, and reading replies (CONTRACT §5, §6).
+"""The cart webhooks: operation bodies, the GET URL, and reading replies (docs/webhooks.md §5, §6).
 
 A caller's arguments are checked before anything is sent (amounts: ``_money``, text:
 ``_text``); a bad one raises :class:`InvalidCall` naming the field.  A tenant's reply is

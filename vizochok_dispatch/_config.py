@@ -1,4 +1,4 @@
-"""Per-tenant webhook configuration and its rules (CONTRACT §1).
+"""Per-tenant webhook configuration and its rules (docs/webhooks.md §1).
 
 Both stores call :func:`merge_config`, so the SQL store and the in-memory one refuse exactly
 the same inputs with exactly the same field errors.
@@ -171,7 +171,7 @@ def _tenant_id_problem(tenant_id: object) -> str | None:
 def url_problem(value: object, *, allow_http: bool) -> str | None:
     """Why ``value`` is not an acceptable webhook URL, or ``None`` when it is.
 
-    The per-call check (the dispatcher's): CONTRACT §1's rules only, so a URL stored before
+    The per-call check (the dispatcher's): docs/webhooks.md §1's rules only, so a URL stored before
     the save-time host rules of :func:`url_problems` keeps working as it did.
     """
     problems = _url_problems(value, allow_http=allow_http, host_rules=False)
@@ -181,7 +181,7 @@ def url_problem(value: object, *, allow_http: bool) -> str | None:
 def url_problems(value: object, *, allow_http: bool) -> list[str]:
     """Every rule ``value`` breaks as a webhook URL, in a fixed order; empty when it is fine.
 
-    The save-time check: CONTRACT §1 (absolute ``https://``, no user or password, at most
+    The save-time check: docs/webhooks.md §1 (absolute ``https://``, no user or password, at most
     2048 characters) plus what makes a host impossible to reach: port 0, and a host name
     that breaks DNS syntax (RFC 1035 §2.3.4 lengths, RFC 1123 §2.1 labels); see
     :func:`host_name_problems`.  Messages name the rule, never the value.

@@ -1,4 +1,4 @@
-"""HTTP and retries: the one place that sends a webhook request (CONTRACT §2 and §3).
+"""HTTP and retries: the one place that sends a webhook request (docs/webhooks.md §2 and §3).
 
 Every attempt is signed afresh and bounded by one deadline that covers connecting, sending
 and reading the whole body (``asyncio.timeout`` around all of it, so a server that drips a
@@ -57,7 +57,7 @@ class Clock:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """CONTRACT §3: a 5xx gets one retry after one second; nothing else is retried."""
+    """docs/webhooks.md §3: a 5xx gets one retry after one second; nothing else is retried."""
 
     max_attempts: int = 2
     delay_seconds: float = 1.0

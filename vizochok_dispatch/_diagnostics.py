@@ -1,7 +1,7 @@
 """What the delivery layer keeps for a developer's diagnosis (test-fire reports).
 
 - Why a connection failed: every connection failure is one machine-readable
-  ``connect_error`` (CONTRACT §3); :func:`connect_failure_reason` keeps what kind it was,
+  ``connect_error`` (docs/webhooks.md §3); :func:`connect_failure_reason` keeps what kind it was,
   read from the exception chain of either transport (aiohttp's, or any httpx transport):
   refused, reset, DNS, TLS (with the certificate problem when there is one), or an answer
   that is not HTTP.  Only the failure path calls it.

@@ -172,7 +172,7 @@ class Dispatcher:
         if self._owns_store:
             await self.store.inner.close()
 
-    # -- products (CONTRACT §4) -------------------------------------------------------------
+    # -- products (webhooks.md §4) -------------------------------------------------------------
 
     async def check_products(
         self,
@@ -215,7 +215,7 @@ class Dispatcher:
             deadline=deadline,
         )
 
-    # -- cart operations (CONTRACT §5) ------------------------------------------------------
+    # -- cart operations (webhooks.md §5) ------------------------------------------------------
 
     async def cart_add(
         self,
@@ -294,7 +294,7 @@ class Dispatcher:
         result, _ = await self.cart_operation_with_delivery(tenant_id, body, deadline=deadline)
         return result
 
-    # -- cart GET (CONTRACT §6) -------------------------------------------------------------
+    # -- cart GET (webhooks.md §6) -------------------------------------------------------------
 
     async def load_cart(
         self, tenant_id: str, *, store_id: str, session_id: str, deadline: float | None = None

@@ -4,7 +4,7 @@ Dispatch failures never raise: they cross the public boundary as frozen values w
 machine-readable ``detail`` (see ``_results``).  What does raise is misuse and bad input::
 
     DispatchError                      base of everything raised here
-    ├── InvalidConfig (ValueError)     a webhook config broke CONTRACT §1; ``errors`` per field
+    ├── InvalidConfig (ValueError)     a webhook config broke webhooks.md §1; ``errors`` per field
     ├── InvalidCall (ValueError)       a dispatch call got arguments it cannot send
     ├── SettingsError (ValueError)     the deployment's settings cannot run (e.g. production
     │                                  without ``VIZOCHOK_SECRET_KEYS``, a malformed key)

@@ -45,9 +45,9 @@ class AmountRule:
         object.__setattr__(self, "step", Decimal((0, (1,), -self.places)))
 
 
-#: Prices and promotion prices (CONTRACT §4-6).
+#: Prices and promotion prices (docs/webhooks.md §4-6).
 MONEY: Final = AmountRule(maximum=Decimal(1_000_000_000), places=4, positive=False)
-#: Cart quantities, fractional for goods sold by weight (CONTRACT §5-6).
+#: Cart quantities, fractional for goods sold by weight (docs/webhooks.md §5-6).
 QUANTITY: Final = AmountRule(maximum=Decimal(1_000_000), places=3, positive=True)
 
 

@@ -1,4 +1,4 @@
-"""The products webhook: its request body and the rules for reading its reply (CONTRACT §4).
+"""The products webhook: its request body and the rules for reading its reply (docs/webhooks.md §4).
 
 Reading a reply is bounded by the request, so a hostile reply costs little event-loop time:
 

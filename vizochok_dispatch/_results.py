@@ -1,6 +1,6 @@
 """What crosses the public boundary: frozen values, never exceptions.
 
-Every failure keeps a machine-readable ``detail`` (CONTRACT §3) for logs and metrics.
+Every failure keeps a machine-readable ``detail`` (docs/webhooks.md §3) for logs and metrics.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-# Failure details (CONTRACT §3).
+# Failure details (docs/webhooks.md §3).
 TIMEOUT: Final = "timeout"
 CONNECT_ERROR: Final = "connect_error"
 HTTP_STATUS: Final = "http_status"
@@ -17,7 +17,7 @@ INVALID_RESPONSE: Final = "invalid_response"
 NOT_CONFIGURED: Final = "not_configured"
 BLOCKED_DESTINATION: Final = "blocked_destination"
 
-#: The cart reason the chat's AI relies on for every delivery failure (CONTRACT §5).
+#: The cart reason the chat's AI relies on for every delivery failure (docs/webhooks.md §5).
 WEBHOOK_TIMEOUT_REASON: Final = "webhook_timeout"
 #: The reason given when a tenant says ``ok: false`` without one.
 REJECTED_REASON: Final = "rejected"

@@ -1,4 +1,4 @@
-"""HMAC-SHA256 request signing (CONTRACT §2).
+"""HMAC-SHA256 request signing (docs/webhooks.md §2).
 
 Pure functions: no clock, no I/O.  The caller passes the timestamp, so the same code signs
 requests, verifies them, and checks ``signature-vectors.json``.

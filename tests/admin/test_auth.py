@@ -1,4 +1,4 @@
-"""API keys (CONTRACT §7): format, hashed storage, one 401 for every failure, revocation, and
+"""API keys (webhooks.md §7): format, hashed storage, one 401 for every failure, revocation, and
 one tenant's key never reaching another tenant's webhooks."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""POST /api/v1/admin/webhooks/secret/rotate (CONTRACT §7): a new secret, shown once, used by
+"""POST /api/v1/admin/webhooks/secret/rotate (webhooks.md §7): a new secret, shown once, used by
 the very next call."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""POST /api/v1/admin/webhooks/test (CONTRACT §7): a real, signed call through the production
+"""POST /api/v1/admin/webhooks/test (webhooks.md §7): a real, signed call through the production
 path, reported with status, latency, attempts, the parsed result and every problem; limited
 per tenant."""
 

@@ -1,4 +1,4 @@
-"""GET and PATCH /api/v1/admin/webhooks (CONTRACT §1, §7): partial updates, the secret shown
+"""GET and PATCH /api/v1/admin/webhooks (docs/webhooks.md §1, §7): partial updates, the secret shown
 once, field-level 422s in one shape, nothing half-saved, body cap, save-time DNS check."""
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ async def test_a_patch_applies_to_the_dispatchers_next_call(admin: Admin) -> Non
 
 LONG_URL = "https://shop-a.example/" + "a" * 2030
 
-#: CONTRACT §1, row by row: (body, field, message fragment).
+#: docs/webhooks.md §1, row by row: (body, field, message fragment).
 INVALID = [
     ({"products_url": "http://shop-a.example/p"}, "products_url", "https://"),
     ({"products_url": "ftp://shop-a.example/p"}, "products_url", "https://"),
@@ -162,7 +162,7 @@ INVALID = [
 async def test_invalid_fields_get_a_field_level_422_and_nothing_is_saved(
     admin: Admin, body: dict[str, object], field: str, fragment: str
 ) -> None:
-    """Validation (CONTRACT §1): each broken rule is a 422 naming the field; nothing changes."""
+    """Validation (webhooks.md §1): each broken rule is a 422 naming the field; nothing changes."""
     issued, _ = await admin.configured("shop-a")
     before = await admin.store.get_config("shop-a")
     response = await admin.client.patch(WEBHOOKS, headers=bearer(issued.key), json=body)

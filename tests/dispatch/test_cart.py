@@ -1,4 +1,4 @@
-"""CONTRACT §5 and §6: cart operations and loading an existing cart."""
+"""docs/webhooks.md §5 and §6: cart operations and loading an existing cart."""
 
 from __future__ import annotations
 

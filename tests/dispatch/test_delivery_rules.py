@@ -1,4 +1,4 @@
-"""CONTRACT §3, row by row, with respx standing in for the tenant and time injected."""
+"""docs/webhooks.md §3, row by row, with respx standing in for the tenant and time injected."""
 
 from __future__ import annotations
 

@@ -181,7 +181,7 @@ async def test_prices_inside_the_limits_are_kept_exactly(
 async def test_a_promo_price_outside_the_limits_drops_the_promotion(
     tenant: Tenant, literal: str, problem: str
 ) -> None:
-    """CONTRACT §4: a bad promo_price drops the promotion and keeps the product."""
+    """docs/webhooks.md §4: a bad promo_price drops the promotion and keeps the product."""
     tenant.answers(products(offer("a", "10", f',"promo_price":{literal},"promo_label":"sale"')))
     result = await tenant.dispatcher.check_products("t1", skus=["a"], store_id="s")
     assert [(o.sku, o.promo_price, o.promo_label) for o in result.available] == [("a", None, None)]
@@ -207,7 +207,7 @@ async def test_a_promo_price_outside_the_limits_drops_the_promotion(
 async def test_cart_lines_outside_the_limits_are_dropped(
     tenant: Tenant, entry: str, problem: str
 ) -> None:
-    """CONTRACT §6: a cart line with a price or quantity outside the limits is dropped alone."""
+    """webhooks.md §6: a cart line with a price or quantity outside the limits is dropped alone."""
     tenant.answers(items(entry, line(sku="bread", quantity="0.355")))
     load = await tenant.dispatcher.load_cart("t1", store_id="s", session_id="x")
     assert load.loaded
@@ -404,7 +404,7 @@ async def test_a_promo_label_longer_than_200_characters_is_dropped(tenant: Tenan
 async def test_a_bad_refusal_reason_becomes_rejected(
     tenant: Tenant, reason: str, problem: str
 ) -> None:
-    """CONTRACT §5: a reason that is not short valid text is replaced by "rejected", logged."""
+    """webhooks.md §5: a reason that is not short valid text is replaced by "rejected", logged."""
     tenant.answers(f'{{"ok":false,"reason":{reason}}}'.encode())
     result = await tenant.dispatcher.cart_add(
         "t1", store_id="s", session_id="x", sku="a", name="A", quantity=1, price=1

@@ -1,4 +1,4 @@
-"""CONTRACT §3 against a real HTTP server on 127.0.0.1: time, resets, sizes, pool health.
+"""docs/webhooks.md §3 against a real HTTP server on 127.0.0.1: time, resets, sizes, pool health.
 
 These use the default aiohttp transport, so they test what production runs.  Every server
 is started and stopped by the test, and each test is bounded by a few seconds.

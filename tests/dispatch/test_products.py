@@ -1,4 +1,4 @@
-"""CONTRACT §4: the products request, and the rules for reading the reply."""
+"""docs/webhooks.md §4: the products request, and the rules for reading the reply."""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ def test_a_1_mib_reply_within_the_cap_is_examined_up_to_the_bound() -> None:
 
 
 async def test_a_cart_of_more_than_1000_lines_is_not_loaded(dispatcher, router) -> None:
-    """CONTRACT §6 asks for a real cart: 1001 lines (or 1 MiB of {}) is invalid_response."""
+    """docs/webhooks.md §6 asks for a real cart: 1001 lines (or 1 MiB of {}) is invalid_response."""
     line = {"sku": "a", "name": "A", "price": 1, "quantity": 1}
     router.get(url__startswith=CART_GET_URL).mock(
         side_effect=[

@@ -1,4 +1,4 @@
-"""CONTRACT §2: every request and every attempt is signed over the raw body as sent."""
+"""docs/webhooks.md §2: every request and every attempt is signed over the raw body as sent."""
 
 from __future__ import annotations
 

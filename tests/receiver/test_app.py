@@ -1,6 +1,6 @@
 """The kit's endpoints at the HTTP level (in-process ASGI): statuses, shapes, JSON errors.
 
-Validation cases follow CONTRACT §4-6 field by field; each refusal must leave the tenant's
+Validation cases follow docs/webhooks.md §4-6 field by field; each refusal must leave the tenant's
 callbacks uncalled.
 """
 
@@ -72,7 +72,7 @@ ADD = {"sku": "milk-001", "name": "Молоко", "quantity": 1, "price": 45.9}
 
 
 async def test_products_reply_has_the_contract_shape(client, tenant) -> None:
-    """CONTRACT §4: ``{"products": [...]}`` with exact decimals and optional promo fields."""
+    """webhooks.md §4: ``{"products": [...]}`` with exact decimals and optional promo fields."""
     body = _json({"skus": ["milk-002", "milk-001", "milk-002", "nope"], "store_id": "store-1"})
     response = await post(client, PRODUCTS_PATH, body)
     assert response.status_code == 200
@@ -89,7 +89,7 @@ async def test_products_reply_has_the_contract_shape(client, tenant) -> None:
 
 
 async def test_cart_reply_passes_the_refusal_reason(client, tenant) -> None:
-    """CONTRACT §5: an out-of-stock refusal goes out as ``{"ok": false, "reason": ...}``."""
+    """docs/webhooks.md §5: an out-of-stock refusal goes out as ``{"ok": false, "reason": ...}``."""
     response = await post(client, CART_PATH, cart_body(**{**ADD, "sku": "milk-003"}))
     assert response.status_code == 200
     assert response.json() == {"ok": False, "reason": "out_of_stock"}
@@ -107,7 +107,7 @@ async def test_cart_reply_passes_the_refusal_reason(client, tenant) -> None:
 async def test_each_cart_action_reaches_the_callback_as_its_type(
     client, tenant, fields, expected
 ) -> None:
-    """CONTRACT §5: each action arrives as its own value with Decimal amounts."""
+    """docs/webhooks.md §5: each action arrives as its own value with Decimal amounts."""
     response = await post(client, CART_PATH, cart_body(**fields))
     assert response.status_code == 200
     (operation,) = tenant.cart_calls
@@ -118,7 +118,7 @@ async def test_each_cart_action_reaches_the_callback_as_its_type(
 
 
 async def test_cart_items_reply_has_the_contract_shape(client, tenant) -> None:
-    """CONTRACT §6: ``{"items": [...]}``; query values are URL-decoded; extra params ignored."""
+    """webhooks.md §6: ``{"items": [...]}``; query values are URL-decoded; extra params ignored."""
     await post(client, CART_PATH, cart_body(**{**ADD, "quantity": 1.25}), delivery_id="d-add")
     response = await client.get(
         CART_ITEMS_PATH + "?tenant=own&store_id=store-1&session_id=user-1",
@@ -170,7 +170,7 @@ async def test_signature_is_checked_before_the_body_is_read_as_json(client, tena
 
 
 async def test_cart_get_signature_covers_the_empty_body(client, tenant) -> None:
-    """CONTRACT §6: a GET signed over a non-empty body does not verify."""
+    """docs/webhooks.md §6: a GET signed over a non-empty body does not verify."""
     headers = signed_headers(b"")
     headers["X-VIZOCHOK-Signature"] = compute_signature(SECRET, NOW, b"{}")
     response = await client.get(CART_ITEMS_PATH + "?store_id=s&session_id=u", headers=headers)
@@ -185,7 +185,7 @@ async def test_error_bodies_never_contain_the_secret(client) -> None:
     assert compute_signature(SECRET, NOW, body)[7:] not in response.text
 
 
-# -- 422: the body or query breaks CONTRACT §4-6 -------------------------------------------
+# -- 422: the body or query breaks docs/webhooks.md §4-6 -------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ async def test_error_bodies_never_contain_the_secret(client) -> None:
     ],
 )
 async def test_invalid_products_bodies_get_422(client, tenant, document, field) -> None:
-    """CONTRACT §4: ``skus`` is a non-empty list of SKU strings, ``store_id`` a string."""
+    """docs/webhooks.md §4: ``skus`` is a non-empty list of SKU strings, ``store_id`` a string."""
     response = await post(client, PRODUCTS_PATH, _json(document))
     assert response.status_code == 422
     assert response.json()["error"] == "invalid_request"
@@ -231,7 +231,7 @@ async def test_invalid_products_bodies_get_422(client, tenant, document, field) 
     ],
 )
 async def test_invalid_cart_bodies_get_422(client, tenant, fields, field) -> None:
-    """CONTRACT §5: each action's fields are present and typed; quantity > 0, price >= 0."""
+    """docs/webhooks.md §5: each action's fields are present and typed; quantity > 0, price >= 0."""
     response = await post(client, CART_PATH, cart_body(**fields))
     assert response.status_code == 422, response.text
     assert field in [f["field"] for f in response.json()["fields"]]
@@ -264,7 +264,7 @@ async def test_unreadable_bodies_get_422(client, tenant, body) -> None:
     ],
 )
 async def test_invalid_cart_queries_get_422(client, tenant, query, field) -> None:
-    """CONTRACT §6: ``store_id`` and ``session_id`` appear once each and are not empty."""
+    """docs/webhooks.md §6: ``store_id`` and ``session_id`` appear once each and are not empty."""
     response = await client.get(CART_ITEMS_PATH + query, headers=signed_headers(b""))
     assert response.status_code == 422
     assert response.json()["fields"][0]["field"] == field

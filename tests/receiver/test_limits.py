@@ -71,7 +71,7 @@ def add(**literals: str) -> bytes:
 async def test_cart_bodies_outside_the_limits_get_422(
     client, tenant, literals, field, message
 ) -> None:
-    """CONTRACT §5 with the documented limits: 422 naming the field; the callback not called."""
+    """webhooks.md §5 with the documented limits: 422 naming the field; the callback not called."""
     body = add(**literals)
     response = await client.post(CART_PATH, content=body, headers=signed_headers(body))
     assert response.status_code == 422, response.text

@@ -83,7 +83,7 @@ class GatewayFailsFirstCartAnswer:
 
 
 async def test_products_call_verifies_and_the_callback_gets_the_right_values() -> None:
-    """CONTRACT §4 end to end: signed, verified, SKUs deduplicated, offers parsed as Decimal."""
+    """webhooks.md §4 end to end: signed, verified, SKUs deduplicated, offers parsed as Decimal."""
     tenant = RecordingTenant()
     async with serve_on_loopback(tenant.app()) as base, dispatcher_for(base, wall=NOW) as d:
         result, delivery = await d.check_products_with_delivery(
@@ -105,7 +105,7 @@ async def test_products_call_verifies_and_the_callback_gets_the_right_values() -
 
 
 async def test_cart_operations_and_load_reach_the_callbacks_exactly() -> None:
-    """CONTRACT §5-6 end to end: every action's fields arrive as sent; the cart loads back."""
+    """webhooks.md §5-6 end to end: every action's fields arrive as sent; the cart loads back."""
     tenant = RecordingTenant()
     async with (
         serve_on_loopback(tenant.app()) as base,
@@ -159,7 +159,7 @@ async def test_cart_operations_and_load_reach_the_callbacks_exactly() -> None:
 async def test_forged_requests_get_401_and_never_reach_a_callback(
     case, dispatcher_options, webhook
 ) -> None:
-    """CONTRACT §2: tampered, stale, early or wrongly keyed requests get 401; no retry, no call."""
+    """§2: tampered, stale, early or wrongly keyed requests get 401; no retry, no call."""
     del case
     options: dict[str, Any] = {"wall": NOW, **dispatcher_options}
     if options.get("transport") == "tamper":
@@ -211,7 +211,7 @@ async def test_a_replayed_delivery_id_with_another_body_is_refused() -> None:
 
 
 async def test_a_cart_call_retried_after_a_503_is_applied_once() -> None:
-    """CONTRACT §2-3: applied, answer lost (503), retried with the same id: applied once."""
+    """docs/webhooks.md §2-3: applied, answer lost (503), retried with the same id: applied once."""
     tenant = RecordingTenant()
     gateway = GatewayFailsFirstCartAnswer(tenant.app())
     async with serve_on_loopback(gateway) as base, dispatcher_for(base, wall=NOW) as d:

@@ -36,7 +36,7 @@ def test_an_int_price_becomes_an_exact_decimal() -> None:
     ],
 )
 def test_products_that_break_contract_section_4_are_refused(kwargs) -> None:
-    """CONTRACT §4: price >= 0, in_stock bool, promo below price, a short label."""
+    """docs/webhooks.md §4: price >= 0, in_stock bool, promo below price, a short label."""
     fields = {"sku": "a", "price": Decimal("50"), "in_stock": True} | kwargs
     with pytest.raises((TypeError, ValueError)):
         Product(**fields)
@@ -52,7 +52,7 @@ def test_product_json_keeps_decimal_digits_and_omits_unset_fields() -> None:
 
 
 def test_cart_replies() -> None:
-    """CONTRACT §5: accepted has no reason; a refusal's reason is a short non-blank string."""
+    """webhooks.md §5: accepted has no reason; a refusal's reason is a short non-blank string."""
     assert CartReply.accepted().as_json() == {"ok": True}
     assert CartReply.refused("out_of_stock").as_json() == {"ok": False, "reason": "out_of_stock"}
     assert CartReply.refused().as_json() == {"ok": False}
@@ -65,7 +65,7 @@ def test_cart_replies() -> None:
 
 @pytest.mark.parametrize("quantity", [Decimal(0), Decimal(-1), 1.5])
 def test_cart_lines_need_a_positive_decimal_quantity(quantity) -> None:
-    """CONTRACT §6: a cart line's quantity is a number > 0 (fractional allowed, as Decimal)."""
+    """webhooks.md §6: a cart line's quantity is a number > 0 (fractional allowed, as Decimal)."""
     with pytest.raises((TypeError, ValueError)):
         CartLine(sku="a", name="n", price=Decimal(1), quantity=quantity)
     line = CartLine(sku="a", name="n", price=Decimal(1), quantity=Decimal("0.25"), unit="kg")

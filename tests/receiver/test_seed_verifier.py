@@ -122,7 +122,7 @@ async def cart(request: Request):
 
 
 async def test_the_docs_verifier_accepts_the_dispatchers_products_call() -> None:
-    """Seed 001's verifier accepts a real products request; the reply is read per CONTRACT §4."""
+    """Seed 001's verifier accepts a real products request; the reply is read per webhooks.md §4."""
     async with (
         serve_on_loopback(app) as base,
         dispatcher_for(base, secret=WEBHOOK_SECRET) as dispatcher,

@@ -28,7 +28,7 @@ def _headers(case: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
 def test_verifier_agrees_with_every_vector(case: dict[str, Any]) -> None:
-    """CONTRACT §2: every vector verifies exactly when it is marked valid (now = its timestamp)."""
+    """webhooks.md §2: each vector verifies exactly when marked valid (now = its timestamp)."""
     body = case["body_utf8"].encode("utf-8")
     if case["valid"]:
         verified = verify_request(_headers(case), body, case["secret"], now=case["timestamp"])
@@ -45,7 +45,7 @@ def test_verifier_agrees_with_every_vector(case: dict[str, Any]) -> None:
     "case", [c for c in VECTORS if c["valid"]], ids=[c["name"] for c in VECTORS if c["valid"]]
 )
 def test_signer_reproduces_every_valid_vector(case: dict[str, Any]) -> None:
-    """CONTRACT §2: the package's signer yields the vector's signature and signed payload."""
+    """webhooks.md §2: the package's signer yields the vector's signature and signed payload."""
     body = case["body_utf8"].encode("utf-8")
     assert (
         compute_signature(case["secret"], case["timestamp"], body) == case["x_vizochok_signature"]

@@ -25,7 +25,7 @@ BODY = b'{"skus":["milk-001"],"store_id":"store-1"}'
 
 
 def test_accepts_a_request_signed_by_the_package() -> None:
-    """CONTRACT §2: a request signed with the secret verifies and reports its metadata."""
+    """docs/webhooks.md §2: a request signed with the secret verifies and reports its metadata."""
     verified = verify_request(signed_headers(BODY), BODY, SECRET, now=NOW)
     assert verified.timestamp == NOW
     assert verified.secret_index == 0
@@ -35,12 +35,12 @@ def test_accepts_a_request_signed_by_the_package() -> None:
 
 @pytest.mark.parametrize("shift", [-300, 0, 300])
 def test_accepts_timestamps_up_to_the_tolerance(shift: int) -> None:
-    """CONTRACT §2: a timestamp within 300 s either way is accepted."""
+    """docs/webhooks.md §2: a timestamp within 300 s either way is accepted."""
     verify_request(signed_headers(BODY), BODY, SECRET, now=NOW + shift)
 
 
 def test_refuses_a_timestamp_301_seconds_old() -> None:
-    """CONTRACT §2: more than 300 s old is refused as expired, with the skew in the error."""
+    """webhooks.md §2: more than 300 s old is refused as expired, with the skew in the error."""
     with pytest.raises(TimestampExpired) as caught:
         verify_request(signed_headers(BODY), BODY, SECRET, now=NOW + 301)
     assert caught.value.skew_seconds == 301
@@ -49,7 +49,7 @@ def test_refuses_a_timestamp_301_seconds_old() -> None:
 
 
 def test_refuses_a_timestamp_301_seconds_ahead() -> None:
-    """CONTRACT §2: more than 300 s in the future is refused as such."""
+    """docs/webhooks.md §2: more than 300 s in the future is refused as such."""
     with pytest.raises(TimestampInFuture) as caught:
         verify_request(signed_headers(BODY), BODY, SECRET, now=NOW - 301)
     assert caught.value.skew_seconds == -301
@@ -96,7 +96,7 @@ def test_refuses_a_timestamp_not_in_canonical_digits(timestamp: str) -> None:
     ids=["no-prefix", "uppercase-hex", "short", "long", "other-algorithm", "two-values"],
 )
 def test_refuses_a_signature_not_in_the_contract_form(mangle) -> None:
-    """CONTRACT §2: the signature is ``sha256=`` plus 64 lowercase hex digits, nothing else."""
+    """webhooks.md §2: the signature is ``sha256=`` plus 64 lowercase hex digits, nothing else."""
     headers = signed_headers(BODY)
     headers["X-VIZOCHOK-Signature"] = mangle(headers["X-VIZOCHOK-Signature"])
     with pytest.raises(MalformedHeader):
@@ -116,7 +116,7 @@ def test_refuses_a_signing_header_sent_twice() -> None:
 
 @pytest.mark.parametrize("index", [0, len(BODY) // 2, len(BODY) - 1])
 def test_refuses_a_body_with_one_byte_changed(index: int) -> None:
-    """CONTRACT §2: the MAC covers every body byte; any single change is refused."""
+    """docs/webhooks.md §2: the MAC covers every body byte; any single change is refused."""
     tampered = bytearray(BODY)
     tampered[index] ^= 0x01
     with pytest.raises(SignatureMismatch):
@@ -160,7 +160,7 @@ def test_header_names_are_case_insensitive() -> None:
 
 
 def test_an_empty_get_body_verifies() -> None:
-    """CONTRACT §2: a GET is signed over ``"{timestamp}."`` alone."""
+    """docs/webhooks.md §2: a GET is signed over ``"{timestamp}."`` alone."""
     headers = {
         "X-VIZOCHOK-Timestamp": str(NOW),
         "X-VIZOCHOK-Signature": compute_signature(SECRET, NOW, b""),

@@ -1,4 +1,4 @@
-"""CONTRACT §1, row by row, on every store (memory, SQLite, PostgreSQL).
+"""docs/webhooks.md §1, row by row, on every store (memory, SQLite, PostgreSQL).
 
 Each case first stores a valid config, then tries the change: a valid change is stored, an
 invalid one raises ``InvalidConfig`` naming the field and leaves the stored config untouched.
@@ -41,7 +41,7 @@ def _url_of_length(length: int) -> str:
     return url
 
 
-# (id, value): accepted for every URL field (CONTRACT §1: absolute https, ≤ 2048 chars)
+# (id, value): accepted for every URL field (docs/webhooks.md §1: absolute https, ≤ 2048 chars)
 VALID_URLS = [
     ("https", "https://shop.example/webhooks/products"),
     ("https-port-query", "https://shop.example:8443/hooks?tenant=1&v=2"),

@@ -1,4 +1,4 @@
-"""Save-time URL rules beyond CONTRACT §1: hosts that can never be reached are refused, and one
+"""Save-time URL rules beyond webhooks.md §1: hosts that can never be reached are refused, and one
 InvalidConfig lists every rule every field breaks (on every store: memory, SQLite, PostgreSQL).
 """
 
@@ -99,7 +99,7 @@ async def test_one_error_lists_every_field_and_every_rule(store: ConfigStore) ->
 
 
 def test_the_per_call_check_keeps_its_contract_rules_only() -> None:
-    """Per call: a URL stored before the host rules is judged by CONTRACT §1 alone."""
+    """Per call: a URL stored before the host rules is judged by docs/webhooks.md §1 alone."""
     assert url_problem("https://shop..example/p", allow_http=False) is None
     assert url_problems("https://shop..example/p", allow_http=False) != []
     assert url_problem("http://shop.example/p", allow_http=False) is not None

@@ -1,4 +1,4 @@
-"""The admin API: tenants configure, rotate and test-fire their webhooks (CONTRACT §7).
+"""The admin API: tenants configure, rotate and test-fire their webhooks (docs/webhooks.md §7).
 
 ``create_admin_app(settings)`` builds the FastAPI app; ``vizochok-dispatch serve`` runs it
 under uvicorn.  This is the only part of the package that imports FastAPI; it needs the

@@ -1,4 +1,4 @@
-"""The admin API's routes (CONTRACT §7): read, update, rotate, test-fire."""
+"""The admin API's routes (docs/webhooks.md §7): read, update, rotate, test-fire."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Request and response bodies of the admin API.
 
 Requests refuse unknown fields (``extra="forbid"``) and coerce nothing (``strict=True``: a
-timeout sent as ``"5"`` is an error, not 5).  The contract's own rules (CONTRACT §1) are
+timeout sent as ``"5"`` is an error, not 5).  The contract's own rules (docs/webhooks.md §1) are
 checked by the core's ``merge_config``, so the API and the store refuse the same things with
 the same messages.
 """
@@ -58,7 +58,7 @@ StoreId = Annotated[
 
 WebhookName = Literal["products", "cart", "cart_get"]
 CircuitStateName = Literal["closed", "open", "half_open"]
-#: The URL rules a schema can state (CONTRACT §1); the rest is checked on save.
+#: The URL rules a schema can state (docs/webhooks.md §1); the rest is checked on save.
 _URL_SCHEMA: Final[dict[str, Any]] = {"format": "uri", "maxLength": MAX_URL_CHARS}
 _SECRET_SCHEMA: Final[dict[str, Any]] = {
     "minLength": MIN_OWN_SECRET_CHARS,

@@ -241,7 +241,7 @@ class _Demo:
         )
         t.check(
             [o["sku"] for o in sloppy["result"]["available"]] == ["milk-001"],
-            "a broken entry costs only its own SKU (CONTRACT §4)",
+            "a broken entry costs only its own SKU (docs/webhooks.md §4)",
         )
 
 
@@ -253,7 +253,7 @@ async def _products(t: Transcript, dispatcher: Dispatcher, backends: TenantBacke
     _show_offers(t, result)
     t.check(
         [o.sku for o in result.available] == ["milk-001", "milk-002", "bread-042"],
-        "available products come back in the order asked, repeats folded (CONTRACT §4)",
+        "available products come back in the order asked, repeats folded (docs/webhooks.md §4)",
     )
     t.check(
         result.unavailable == ("kefir-003", "caviar-999"),
@@ -324,7 +324,7 @@ async def _cart(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends)
     t.say(f"{'add 1 x kefir-003 (out of stock)':<32} -> {_payload(refused)}")
     t.check(
         refused.as_payload() == {"ok": False, "reason": "out_of_stock"},
-        "the tenant's refusal reason is passed on as given (CONTRACT §5)",
+        "the tenant's refusal reason is passed on as given (docs/webhooks.md §5)",
     )
 
     t.heading(f"3. Cart load at {FRESH}")
@@ -336,7 +336,7 @@ async def _cart(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends)
         loaded.loaded
         and [(i.sku, i.quantity) for i in loaded.items]
         == [("milk-001", Decimal(3)), ("apples-kg", Decimal("1.25"))],
-        "the loaded cart is what the operations left: 3 milk, 1.25 kg apples (CONTRACT §6)",
+        "the loaded cart is what the operations left: 3 milk, 1.25 kg apples (docs/webhooks.md §6)",
     )
     cleared = await d.cart_clear(FRESH, store_id=store, session_id=session)
     t.say(f"clear -> {_payload(cleared)}")
@@ -386,7 +386,7 @@ async def _retry(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends
         t.say(f"attempt {attempt.number}: HTTP {attempt.status} after {attempt.elapsed_ms:.0f} ms")
     available = ", ".join(o.sku for o in result.available)
     t.say(f"result: {available} available; whole call {elapsed:.2f} s")
-    t.check([a.status for a in attempts] == [503, 200], "a 5xx is retried once (CONTRACT §3)")
+    t.check([a.status for a in attempts] == [503, 200], "a 5xx is retried once (webhooks.md §3)")
     # asyncio may wake a timer up to its clock resolution early; 0.95 s still proves the wait
     t.check(elapsed >= 0.95, "the retry waited the contract's 1 s")
     ids = backends.flaky.products_deliveries
@@ -412,7 +412,7 @@ async def _hung(t: Transcript, dispatcher: Dispatcher) -> None:
     t.check(delivery is not None and len(delivery.attempts) == 1, "a timeout is not retried")
     t.check(
         result.unavailable == ("milk-001", "bread-042") and not result.available,
-        "on a failure every requested SKU is unavailable (CONTRACT §4)",
+        "on a failure every requested SKU is unavailable (docs/webhooks.md §4)",
     )
 
 

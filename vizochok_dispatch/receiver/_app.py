@@ -107,7 +107,7 @@ class _Receiver:
     # -- the three endpoints ---------------------------------------------------------------
 
     async def products(self, request: Request) -> Response:
-        """POST products_url (CONTRACT §4)."""
+        """POST products_url (docs/webhooks.md §4)."""
         try:
             body = await self._read_body(request)
             verified = self._verify(request, body)
@@ -132,7 +132,7 @@ class _Receiver:
             return self._refused(request, _crashed(exc, request))
 
     async def cart(self, request: Request) -> Response:
-        """POST cart_url (CONTRACT §5), idempotent per delivery id."""
+        """POST cart_url (docs/webhooks.md §5), idempotent per delivery id."""
         try:
             body = await self._read_body(request)
             verified = self._verify(request, body)
@@ -147,7 +147,7 @@ class _Receiver:
             return self._refused(request, _crashed(exc, request))
 
     async def cart_items(self, request: Request) -> Response:
-        """GET cart_get_url (CONTRACT §6), signed over the empty body."""
+        """GET cart_get_url (docs/webhooks.md §6), signed over the empty body."""
         load_cart = self.load_cart
         if load_cart is None:  # the route is only added with a callback
             return _Refusal(404, "not_found", "this receiver does not load carts").response()

@@ -1,6 +1,6 @@
 """Idempotent cart operations: one ``X-VIZOCHOK-Delivery`` id, one effect, one answer.
 
-VIZOCHOK retries a cart call after a 5xx with the same delivery id (CONTRACT §2-3), and a
+VIZOCHOK retries a cart call after a 5xx with the same delivery id (docs/webhooks.md §2-3), and a
 5xx may come from a proxy after the tenant already applied the operation.  So the first
 complete answer for a delivery id is kept and replayed; the same id with a different body is
 refused; a failed attempt releases its claim so the retry can run.

@@ -16,7 +16,7 @@ from .. import _json
 from .._money import MONEY, QUANTITY, AmountRule, checked_amount
 from .._text import NAME, PROMO_LABEL, REASON, SKU, UNIT, TextRule, text_problem
 
-#: The dispatcher keeps a refusal reason only up to this length (CONTRACT §5).
+#: The dispatcher keeps a refusal reason only up to this length (docs/webhooks.md §5).
 MAX_REASON_CHARS: Final = REASON.max_chars
 MAX_LABEL_CHARS: Final = PROMO_LABEL.max_chars
 
@@ -46,7 +46,7 @@ def _text(value: object, field: str, rule: TextRule) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ProductsQuery:
-    """A products webhook call (CONTRACT §4): SKUs without repeats, in the order asked."""
+    """A products webhook call (docs/webhooks.md §4): SKUs without repeats, in the order asked."""
 
     skus: tuple[str, ...]
     store_id: str
@@ -106,7 +106,7 @@ CartOperation = CartAdd | CartRemove | CartUpdate | CartClear
 
 @dataclass(frozen=True, slots=True)
 class CartQuery:
-    """A cart GET call (CONTRACT §6): whose cart to load."""
+    """A cart GET call (docs/webhooks.md §6): whose cart to load."""
 
     store_id: str
     session_id: str

@@ -1,4 +1,4 @@
-"""Reading the dispatcher's request bodies and queries (CONTRACT §4-6) into callback values.
+"""Reading the dispatcher's request bodies and queries (docs/webhooks.md §4-6) into callback values.
 
 Every broken field is reported at once, by name, so a 422 tells the sender all that is wrong.
 Unknown fields are ignored: a newer dispatcher may add some, and they carry no instruction.
@@ -105,7 +105,7 @@ def cart_operation(document: object, delivery_id: str) -> CartOperation:
 def cart_query(params: Sequence[tuple[str, str]], delivery_id: str | None) -> CartQuery:
     """``store_id`` and ``session_id`` from the query string, once each; others are ignored.
 
-    Other parameters may be the tenant's own, already in its ``cart_get_url`` (CONTRACT §6).
+    Other parameters may be the tenant's own, already in its ``cart_get_url`` (docs/webhooks.md §6).
     """
     errors: list[FieldError] = []
     found: dict[str, str] = {}

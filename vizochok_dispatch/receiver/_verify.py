@@ -1,4 +1,4 @@
-"""Verifying one signed request (CONTRACT §2) with no web framework in sight.
+"""Verifying one signed request (docs/webhooks.md §2) with no web framework in sight.
 
 The checks run cheapest first (headers, their form, the clock) so a stale or garbled request
 costs no HMAC.  The MAC itself comes from :mod:`vizochok_dispatch._signing`, the code that
@@ -49,7 +49,7 @@ class VerifiedRequest:
     #: Which of the given secrets matched: 0 is the first (current) one; a higher index
     #: means the sender still signs with an older secret, so it cannot be retired yet.
     secret_index: int
-    #: ``X-VIZOCHOK-Delivery``; not covered by the signature (CONTRACT §2).
+    #: ``X-VIZOCHOK-Delivery``; not covered by the signature (docs/webhooks.md §2).
     delivery_id: str | None
     #: ``X-VIZOCHOK-Attempt`` as a number, when it is one; not covered by the signature.
     attempt: int | None
