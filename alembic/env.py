@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import context
-from vizochok_dispatch._migrations import begin_locked
-from vizochok_dispatch._models import Base
-from vizochok_dispatch._settings import DispatchSettings
+from vizochok_dispatch.tenants._migrations import begin_locked
+from vizochok_dispatch.tenants._models import Base
+from vizochok_dispatch.webhooks._settings import DispatchSettings
 
 target_metadata = Base.metadata
 

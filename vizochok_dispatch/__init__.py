@@ -3,11 +3,6 @@
 The public API is what ``__all__`` names; everything in ``_``-modules may change.
 """
 
-from ._cache import CachedConfigStore
-from ._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
-from ._crypto import SecretBox
-from ._delivery import USER_AGENT, Clock, RetryPolicy
-from ._dispatcher import Dispatcher
 from ._exceptions import (
     DispatchError,
     FieldError,
@@ -21,8 +16,26 @@ from ._exceptions import (
     TenantExists,
     UnknownTenant,
 )
-from ._ratelimit import RateLimiter
-from ._results import (
+from ._version import __version__
+from .contract._signing import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    compute_signature,
+    signature_headers,
+)
+from .http._transport import AiohttpTransport
+from .tenants._cache import CachedConfigStore
+from .tenants._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
+from .tenants._crypto import SecretBox
+from .tenants._sql_store import ReencryptReport, SqlConfigStore
+from .tenants._store import ConfigStore, InMemoryConfigStore
+from .tenants._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
+from .webhooks._delivery import USER_AGENT, Clock, RetryPolicy
+from .webhooks._dispatcher import Dispatcher
+from .webhooks._ratelimit import RateLimiter
+from .webhooks._results import (
     Attempt,
     CartItem,
     CartLoad,
@@ -31,21 +44,8 @@ from ._results import (
     ProductOffer,
     ProductsResult,
 )
-from ._settings import DispatchSettings
-from ._signing import (
-    ATTEMPT_HEADER,
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    compute_signature,
-    signature_headers,
-)
-from ._sql_store import ReencryptReport, SqlConfigStore
-from ._store import ConfigStore, InMemoryConfigStore
-from ._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
-from ._testfire import FireAttempt, FireReport, run_test_fire
-from ._transport import AiohttpTransport
-from ._version import __version__
+from .webhooks._settings import DispatchSettings
+from .webhooks._testfire import FireAttempt, FireReport, run_test_fire
 
 __all__ = [
     "ATTEMPT_HEADER",

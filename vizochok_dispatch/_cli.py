@@ -20,14 +20,15 @@ import click
 import structlog
 from pydantic import ValidationError
 
-from . import _migrations
-from ._crypto import KEYS_SETTING, new_key_line
-from ._dispatcher import Dispatcher
 from ._exceptions import DispatchError, SchemaNotReady
-from ._settings import DispatchSettings
-from ._sql_store import ReencryptReport, SqlConfigStore, create_engine_for, safe_url
-from ._tenants import IssuedKey, TenantDirectory, unknown_tenant
-from ._testfire import (
+from ._version import __version__
+from .tenants import _migrations
+from .tenants._crypto import KEYS_SETTING, new_key_line
+from .tenants._sql_store import ReencryptReport, SqlConfigStore, create_engine_for, safe_url
+from .tenants._tenants import IssuedKey, TenantDirectory, unknown_tenant
+from .webhooks._dispatcher import Dispatcher
+from .webhooks._settings import DispatchSettings
+from .webhooks._testfire import (
     SAMPLE_SKUS,
     TEST_STORE_ID,
     WEBHOOKS,
@@ -35,7 +36,6 @@ from ._testfire import (
     report_lines,
     run_test_fire,
 )
-from ._version import __version__
 
 _T = TypeVar("_T")
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from vizochok_dispatch import DispatchSettings, SecretBox, SqlConfigStore, Tenant, TenantDirectory
 from vizochok_dispatch._cli import main
-from vizochok_dispatch._migrations import head_revision
+from vizochok_dispatch.tenants._migrations import head_revision
 
 from .support import KEY_1, KEY_2, LOOPBACK_NETWORKS, absent
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vizochok_dispatch._config import (
+from vizochok_dispatch.tenants._config import (
     MAX_SECRET_CHARS,
     MAX_TIMEOUT_SECONDS,
     MAX_URL_CHARS,

@@ -26,10 +26,10 @@ from vizochok_dispatch import (
     InMemoryConfigStore,
     run_test_fire,
 )
-from vizochok_dispatch._destinations import DestinationPolicy, parse_networks
-from vizochok_dispatch._diagnostics import keeping_error_bodies
-from vizochok_dispatch._testfire import FireAttempt, FireReport
+from vizochok_dispatch.http._destinations import DestinationPolicy, parse_networks
 from vizochok_dispatch.receiver import VerificationError, verify_request
+from vizochok_dispatch.webhooks._diagnostics import keeping_error_bodies
+from vizochok_dispatch.webhooks._testfire import FireAttempt, FireReport
 
 from .support import SHOP_A, TEST_FIRE, Admin, bearer
 

@@ -18,7 +18,7 @@ from tests.dispatch.conftest import CART_GET_URL, CART_URL, PRODUCTS_URL, SECRET
 from tests.support.fakes import FakeTime
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import Dispatcher, DispatchSettings, InMemoryConfigStore
-from vizochok_dispatch._guards import Admission, BreakerPolicy, Breakers, CircuitState
+from vizochok_dispatch.webhooks._guards import Admission, BreakerPolicy, Breakers, CircuitState
 
 OK = {"products": [{"sku": "a", "price": 1, "in_stock": True}]}
 LOOPBACK = {"allow_http": True, "allowed_networks": "127.0.0.0/8,::1/128"}

@@ -18,7 +18,7 @@ from vizochok_dispatch import (
     InMemoryConfigStore,
     InvalidConfig,
 )
-from vizochok_dispatch._destinations import DestinationPolicy, GuardedResolver, embedded_ipv4
+from vizochok_dispatch.http._destinations import DestinationPolicy, GuardedResolver, embedded_ipv4
 
 STRICT = DestinationPolicy()
 LOOPBACK_ONLY = DestinationPolicy(

@@ -23,7 +23,9 @@ import respx
 
 from tests.dispatch.conftest import CART_GET_URL, CART_URL, LoopbackFactory
 from tests.support.loopback import Received, Reply, serve
-from vizochok_dispatch import Dispatcher, InvalidCall, _cart, _json, _products
+from vizochok_dispatch import Dispatcher, InvalidCall
+from vizochok_dispatch.contract import _json
+from vizochok_dispatch.webhooks import _cart, _products
 
 # -- a tenant that answers every webhook with the bytes a test gives it ---------------------
 

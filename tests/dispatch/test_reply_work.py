@@ -17,7 +17,7 @@ import pytest
 
 from tests.dispatch.conftest import CART_GET_URL, PRODUCTS_URL, LoopbackFactory
 from tests.support.loopback import Received, Reply, serve
-from vizochok_dispatch import _cart, _products
+from vizochok_dispatch.webhooks import _cart, _products
 
 MIB = 1024 * 1024
 #: Problem lines kept per reply (``_text.MAX_PROBLEM_LINES``), as documented.

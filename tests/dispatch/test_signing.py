@@ -21,7 +21,7 @@ from vizochok_dispatch import (
     compute_signature,
     signature_headers,
 )
-from vizochok_dispatch._signing import signature_matches
+from vizochok_dispatch.contract._signing import signature_matches
 
 VECTORS = load_vectors()
 

@@ -22,7 +22,7 @@ from tests.dispatch.conftest import LOOPBACK_NETWORKS, SECRET
 from tests.support.fakes import FakeTime
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import Dispatcher, DispatchSettings, InMemoryConfigStore, run_test_fire
-from vizochok_dispatch._wire import wire_url
+from vizochok_dispatch.http._wire import wire_url
 
 pytestmark = pytest.mark.loopback
 

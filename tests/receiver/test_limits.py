@@ -14,9 +14,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from vizochok_dispatch import InvalidCall, _cart
+from vizochok_dispatch import InvalidCall
 from vizochok_dispatch.receiver import CartLine, CartReply, Product
 from vizochok_dispatch.receiver._parse import InvalidRequest, cart_operation, load_json
+from vizochok_dispatch.webhooks import _cart
 
 from ._support import CART_ITEMS_PATH, CART_PATH, PRODUCTS_PATH, RecordingTenant, signed_headers
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from vizochok_dispatch import ConfigStore, InvalidConfig
-from vizochok_dispatch._config import url_problem, url_problems
+from vizochok_dispatch.tenants._config import url_problem, url_problems
 
 from .helpers import TENANT, leaks, save_minimal
 

@@ -16,13 +16,13 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from vizochok_dispatch import SchemaNotReady, SqlConfigStore, StoreError
-from vizochok_dispatch._migrations import (
+from vizochok_dispatch.tenants._migrations import (
     current_revision,
     downgrade,
     head_revision,
     upgrade,
 )
-from vizochok_dispatch._models import Base
+from vizochok_dispatch.tenants._models import Base
 
 from .helpers import TENANT, save_minimal
 

@@ -20,14 +20,14 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._destinations import HostResolver, system_resolve
-from .._dispatcher import Dispatcher
 from .._exceptions import InvalidCall
-from .._ratelimit import RateLimiter
-from .._settings import DispatchSettings
-from .._sql_store import SqlConfigStore
-from .._tenants import TenantDirectory
 from .._version import __version__
+from ..http._destinations import HostResolver, system_resolve
+from ..tenants._sql_store import SqlConfigStore
+from ..tenants._tenants import TenantDirectory
+from ..webhooks._dispatcher import Dispatcher
+from ..webhooks._ratelimit import RateLimiter
+from ..webhooks._settings import DispatchSettings
 from ._deps import AdminContext
 from ._errors import ApiError, error_body, install_error_handlers
 from ._routes import errors_beside_shape_errors, router

@@ -17,11 +17,11 @@ from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .._destinations import HostResolver
-from .._dispatcher import Dispatcher
-from .._ratelimit import RateLimiter
-from .._settings import DispatchSettings
-from .._tenants import Tenant, TenantDirectory
+from ..http._destinations import HostResolver
+from ..tenants._tenants import Tenant, TenantDirectory
+from ..webhooks._dispatcher import Dispatcher
+from ..webhooks._ratelimit import RateLimiter
+from ..webhooks._settings import DispatchSettings
 from ._body import AdminRequest
 from ._errors import error_response, unauthorized
 

@@ -10,9 +10,9 @@ import structlog
 from fastapi import APIRouter, Request
 from pydantic import TypeAdapter
 
-from .._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
 from .._exceptions import FieldError, InvalidConfig, StoreError
-from .._testfire import run_test_fire
+from ..tenants._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
+from ..webhooks._testfire import run_test_fire
 from ._deps import (
     AdminContext,
     AuthenticatedRoute,

@@ -15,14 +15,14 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from .._config import (
+from ..tenants._config import (
     MAX_SECRET_CHARS,
     MAX_TIMEOUT_SECONDS,
     MAX_URL_CHARS,
     MIN_OWN_SECRET_CHARS,
     MIN_TIMEOUT_SECONDS,
 )
-from .._testfire import SAMPLE_SKUS, TEST_STORE_ID
+from ..webhooks._testfire import SAMPLE_SKUS, TEST_STORE_ID
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, TypeGuard
 
-from ._exceptions import InvalidCall
+from .._exceptions import InvalidCall
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f]")
 
@@ -45,6 +45,10 @@ PROMO_LABEL: Final = TextRule(0, 200)
 REASON: Final = TextRule(1, 200, blank=False)
 STORE_ID: Final = TextRule(1, 256)
 SESSION_ID: Final = TextRule(1, 256)
+
+#: Distinct SKUs in one products request (docs/webhooks.md §4): the dispatcher refuses more
+#: with ``InvalidCall``, the receiver kit with a 422.
+MAX_SKUS: Final = 1000
 
 
 def text_problem(value: object, rule: TextRule) -> str | None:

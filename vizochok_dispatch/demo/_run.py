@@ -27,10 +27,10 @@ from .. import (
     SqlConfigStore,
     signature_headers,
 )
-from .._tenants import TenantDirectory
-from .._testfire import report_lines
 from ..admin import create_admin_app
 from ..receiver.testing import serve_on_loopback
+from ..tenants._tenants import TenantDirectory
+from ..webhooks._testfire import report_lines
 from ._shop import CATALOG, FLAKY, FRESH, HUNG, SLOPPY, TenantBackends
 from ._transcript import Transcript, library_logs_into
 

@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .. import _json
-from .._signing import DELIVERY_HEADER
+from ..contract import _json
+from ..contract._signing import DELIVERY_HEADER
 from . import _parse
 from ._errors import VerificationError
 from ._idempotency import IdempotencyStore, InMemoryIdempotencyStore, StoredResponse

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import ClassVar, Final
 
-from .. import _json
-from .._money import MONEY, QUANTITY, AmountRule, checked_amount
-from .._text import NAME, PROMO_LABEL, REASON, SKU, UNIT, TextRule, text_problem
+from ..contract import _json
+from ..contract._money import MONEY, QUANTITY, AmountRule, checked_amount
+from ..contract._text import NAME, PROMO_LABEL, REASON, SKU, UNIT, TextRule, text_problem
 
 #: The dispatcher keeps a refusal reason only up to this length (docs/webhooks.md §5).
 MAX_REASON_CHARS: Final = REASON.max_chars

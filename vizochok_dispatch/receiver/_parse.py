@@ -12,11 +12,19 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Final
 
-from .. import _json
 from .._exceptions import FieldError
-from .._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount
-from .._products import MAX_SKUS as _DISPATCHER_MAX_SKUS
-from .._text import NAME, SESSION_ID, SKU, STORE_ID, TextRule, is_text, text_problem
+from ..contract import _json
+from ..contract._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount
+from ..contract._text import (
+    MAX_SKUS,
+    NAME,
+    SESSION_ID,
+    SKU,
+    STORE_ID,
+    TextRule,
+    is_text,
+    text_problem,
+)
 from ._models import (
     CartAdd,
     CartClear,
@@ -27,9 +35,6 @@ from ._models import (
     ProductsQuery,
 )
 
-#: More SKUs than any chat turn asks for (and than the dispatcher sends in one call): a
-#: bound on the work one request can demand.
-MAX_SKUS: Final = _DISPATCHER_MAX_SKUS
 ACTIONS: Final = ("add", "remove", "update", "clear")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .._signing import (
+from ..contract._signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

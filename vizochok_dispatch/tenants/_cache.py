@@ -33,8 +33,8 @@ from typing import Any
 
 import structlog
 
+from .._exceptions import StoreError
 from ._config import UNSET, Unset, WebhookConfig
-from ._exceptions import StoreError
 from ._store import ConfigStore, VersionedStore
 
 _log = structlog.get_logger("vizochok_dispatch")

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
-from ._destinations import DestinationPolicy, parse_host_address
-from ._exceptions import FieldError, InvalidConfig
+from .._exceptions import FieldError, InvalidConfig
+from ..http._destinations import DestinationPolicy, parse_host_address
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a public prefix, not a secret
 MIN_OWN_SECRET_CHARS: Final = 24

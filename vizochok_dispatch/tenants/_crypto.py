@@ -36,7 +36,7 @@ import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ._exceptions import SecretUnreadable, SettingsError
+from .._exceptions import SecretUnreadable, SettingsError
 
 ENVELOPE_VERSION: Final = "v1"
 KEY_BYTES: Final = 32

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from alembic import command
 
-from ._exceptions import SchemaNotReady
+from .._exceptions import SchemaNotReady
 
 #: The key of the PostgreSQL advisory lock held while migrating (any stable 32-bit number).
 ADVISORY_LOCK_KEY: Final = zlib.crc32(b"vizochok_dispatch.migrations")
@@ -46,8 +46,8 @@ _loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 
 def script_location() -> Path:
     """Where the migration scripts are, installed or in a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "_alembic", here.parent / "alembic"):
+    package = Path(__file__).resolve().parents[1]  # vizochok_dispatch/
+    for candidate in (package / "_alembic", package.parent / "alembic"):
         if (candidate / "env.py").is_file():
             return candidate
     raise SchemaNotReady("the migration scripts are missing from this installation")

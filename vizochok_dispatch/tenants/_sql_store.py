@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from .._exceptions import SecretUnreadable, StoreError
 from . import _migrations
 from ._config import UNSET, ConfigRules, Unset, WebhookConfig, _tenant_id_problem, merge_config
 from ._crypto import (
@@ -36,7 +37,6 @@ from ._crypto import (
     key_file_for,
     load_or_create_key_file,
 )
-from ._exceptions import SecretUnreadable, StoreError
 from ._models import WebhookConfigRow
 
 _T = cast(Table, WebhookConfigRow.__table__)

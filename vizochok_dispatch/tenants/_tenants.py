@@ -24,7 +24,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._exceptions import InvalidCall, TenantExists, UnknownTenant
+from .._exceptions import InvalidCall, TenantExists, UnknownTenant
 from ._models import ApiKeyRow, TenantRow
 from ._sql_store import SqlConfigStore, _StoreErrors
 

@@ -12,18 +12,10 @@ from decimal import Decimal
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from . import _json
-from ._exceptions import InvalidCall
-from ._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount, caller_amount
-from ._results import (
-    INVALID_RESPONSE,
-    REJECTED_REASON,
-    WEBHOOK_TIMEOUT_REASON,
-    CartItem,
-    CartLoad,
-    CartResult,
-)
-from ._text import (
+from .._exceptions import InvalidCall
+from ..contract import _json
+from ..contract._money import MONEY, QUANTITY, AmountRule, amount_problem, as_amount, caller_amount
+from ..contract._text import (
     NAME,
     REASON,
     SESSION_ID,
@@ -34,6 +26,14 @@ from ._text import (
     checked_text,
     is_text,
     text_problem,
+)
+from ._results import (
+    INVALID_RESPONSE,
+    REJECTED_REASON,
+    WEBHOOK_TIMEOUT_REASON,
+    CartItem,
+    CartLoad,
+    CartResult,
 )
 
 #: Lines a loaded cart may have; a reply with more is not a cart (``invalid_response``).

@@ -20,6 +20,15 @@ from typing import Final, NamedTuple
 import httpx
 import structlog
 
+from .._version import __version__
+from ..contract._signing import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    compute_signature,
+)
+from ..http._wire import BlockedDestination, Sender, wire_url
 from ._diagnostics import connect_failure_reason, error_body_cap, read_error_body
 from ._results import (
     BLOCKED_DESTINATION,
@@ -31,15 +40,6 @@ from ._results import (
     Delivery,
     ErrorBody,
 )
-from ._signing import (
-    ATTEMPT_HEADER,
-    DELIVERY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    compute_signature,
-)
-from ._version import __version__
-from ._wire import BlockedDestination, Sender, wire_url
 
 USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
 _MAX_CACHED_URLS: Final = 10_000

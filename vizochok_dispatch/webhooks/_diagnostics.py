@@ -22,8 +22,8 @@ from typing import Final
 import aiohttp
 import httpx
 
+from ..http._wire import WireResponse
 from ._results import ErrorBody
-from ._wire import WireResponse
 
 REFUSED: Final = "connection refused (nothing accepts connections on that host and port)"
 RESET: Final = "connection reset or closed before a complete HTTP answer"

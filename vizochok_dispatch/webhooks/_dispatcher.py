@@ -16,11 +16,16 @@ import httpx
 import structlog
 from aiohttp.abc import AbstractResolver
 
+from .._exceptions import InvalidCall, StoreError
+from ..contract._text import SESSION_ID, STORE_ID, checked_text
+from ..http._transport import AiohttpTransport
+from ..http._wire import Sender, httpx_sender
+from ..tenants._cache import CachedConfigStore
+from ..tenants._config import WebhookConfig, url_problem
+from ..tenants._sql_store import SqlConfigStore
+from ..tenants._store import ConfigStore
 from . import _cart, _products
-from ._cache import CachedConfigStore
-from ._config import WebhookConfig, url_problem
 from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
-from ._exceptions import InvalidCall, StoreError
 from ._guards import Admission, BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
 from ._results import (
     BLOCKED_DESTINATION,
@@ -36,11 +41,6 @@ from ._results import (
     ProductsResult,
 )
 from ._settings import DispatchSettings
-from ._sql_store import SqlConfigStore
-from ._store import ConfigStore
-from ._text import SESSION_ID, STORE_ID, checked_text
-from ._transport import AiohttpTransport
-from ._wire import Sender, httpx_sender
 
 Webhook = Literal["products", "cart", "cart_get"]
 Amount = Decimal | int | float | str

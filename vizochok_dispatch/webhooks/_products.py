@@ -19,14 +19,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Final
 
-from . import _json
-from ._exceptions import InvalidCall
-from ._money import MONEY, amount_problem, as_amount
+from .._exceptions import InvalidCall
+from ..contract import _json
+from ..contract._money import MONEY, amount_problem, as_amount
+from ..contract._text import MAX_SKUS, PROMO_LABEL, SKU, ProblemLines, is_text, shown, text_problem
 from ._results import INVALID_RESPONSE, ProductOffer, ProductsResult
-from ._text import PROMO_LABEL, SKU, ProblemLines, is_text, shown, text_problem
 
-#: SKUs per call, after removing repeats; the receiver kit refuses more with a 422.
-MAX_SKUS: Final = 1000
 #: Entries examined beyond two per requested SKU.
 ENTRY_SLACK: Final = 100
 #: A products reply may hold this many bytes, plus :data:`REPLY_BYTES_PER_SKU` per SKU.

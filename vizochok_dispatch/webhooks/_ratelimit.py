@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._exceptions import InvalidCall
+from .._exceptions import InvalidCall
 
 #: Buckets kept before full (idle) ones are dropped; a full bucket is the same as none.
 _MAX_BUCKETS = 10_000

@@ -12,12 +12,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ._cache import DEFAULT_STALE_IF_ERROR_SECONDS
-from ._config import ConfigRules
-from ._crypto import KEYS_SETTING, SecretBox
-from ._destinations import DestinationPolicy, parse_networks
-from ._exceptions import SettingsError
-from ._sql_store import (
+from .._exceptions import SettingsError
+from ..http._destinations import DestinationPolicy, parse_networks
+from ..tenants._cache import DEFAULT_STALE_IF_ERROR_SECONDS
+from ..tenants._config import ConfigRules
+from ..tenants._crypto import KEYS_SETTING, SecretBox
+from ..tenants._sql_store import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_STATEMENT_TIMEOUT_SECONDS,
     safe_url,

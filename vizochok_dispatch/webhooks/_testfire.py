@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+from .._exceptions import StoreError
+from ..http._wire import wire_url
+from ..tenants._config import WebhookConfig, url_problem
 from . import _cart
-from ._config import WebhookConfig, url_problem
 from ._diagnostics import keeping_error_bodies
 from ._dispatcher import Dispatcher
-from ._exceptions import StoreError
 from ._results import (
     BLOCKED_DESTINATION,
     BULKHEAD_FULL,
@@ -38,7 +39,6 @@ from ._results import (
     ErrorBody,
     ProductsResult,
 )
-from ._wire import wire_url
 
 Webhook = Literal["products", "cart", "cart_get"]
 WEBHOOKS: Final[tuple[Webhook, ...]] = ("products", "cart", "cart_get")
