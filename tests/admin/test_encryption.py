@@ -248,7 +248,10 @@ async def test_plaintext_rows_are_read_then_reencrypted(database_url: str) -> No
 
 async def test_reencrypt_reports_rows_it_cannot_read(database_url: str) -> None:
     """Rotation: a row under a key that is gone is reported by tenant, never overwritten."""
-    store = _store(database_url, KEY_2)
+    first = _store(database_url, KEY_1)
+    await _save(first, "kept")
+    await first.close()
+    store = _store(database_url, f"{KEY_2},{KEY_1}")
     await _save(store, "lost")
     await store.close()
     other = _store(database_url, KEY_1)
@@ -334,3 +337,25 @@ def test_development_sqlite_without_keys_uses_the_key_file() -> None:
     settings = DispatchSettings(database_url="sqlite+aiosqlite:///./dev.db")
     assert not settings.is_production()
     assert settings.secret_box() is None
+
+
+async def test_keys_that_read_no_stored_secret_are_refused_at_open(database_url: str) -> None:
+    """Keys none of which reads any stored secret: the store refuses to open, naming the ids."""
+    store = _store(database_url, KEY_2)
+    plain = await _save(store, "t1")
+    await store.close()
+    wrong = _store(database_url, KEY_1)
+    try:
+        with pytest.raises(SecretUnreadable) as caught:
+            await wrong.get_config("t1")
+        message = str(caught.value)
+        assert "k2" in message and "VIZOCHOK_SECRET_KEYS holds only k1" in message
+        assert absent(plain, message) and absent(KEY_1.split(":")[1], message)
+    finally:
+        await wrong.close()
+    right = _store(database_url, KEY_2)
+    try:
+        config = await right.get_config("t1")
+        assert config is not None and config.secret == plain
+    finally:
+        await right.close()

@@ -222,6 +222,8 @@ class SqlConfigStore:
             # the embedded default: the key lives beside the database (after the database
             # opened, so a missing folder is reported as the store's error, not the key's)
             self._box = await self._open_key_file(self._database_file)
+        elif self._box is not None:
+            await self._check_configured_keys(self._box)
         self._ready = True
         _log.info("config_store.opened", store=self.url)
 
@@ -246,6 +248,16 @@ class SqlConfigStore:
         if needed and not await self._any_readable(box):
             raise SecretUnreadable(_wrong_key_file(database, key_file, needed, box))
         return box
+
+    async def _check_configured_keys(self, box: SecretBox) -> None:
+        """Refuse keys (``VIZOCHOK_SECRET_KEYS``) none of which reads any stored secret.
+
+        Some unreadable rows beside readable ones stay a per-tenant failure (``secrets
+        reencrypt`` lists them); none readable at all means the wrong keys were deployed.
+        """
+        needed = await self._encrypted_key_ids()
+        if needed and not await self._any_readable(box):
+            raise SecretUnreadable(_wrong_keys_setting(needed, box))
 
     async def _encrypted_key_ids(self) -> list[str]:
         """Some key ids stored secrets are encrypted with (none: no encrypted secret)."""
@@ -513,4 +525,13 @@ def _wrong_key_file(database: Path, key_file: Path, key_ids: list[str], box: Sec
         f"the key file {key_file} holds only {', '.join(box.key_ids)}. Restore the key file "
         f"that belongs with this database, or set {KEYS_SETTING} to its key's line "
         f"(key_id:base64key). {_LOST_KEY_ADVICE}"
+    )
+
+
+def _wrong_keys_setting(key_ids: list[str], box: SecretBox) -> str:
+    return (
+        f"the webhook secrets in the config store are encrypted with key {', '.join(key_ids)}, "
+        f"and {KEYS_SETTING} holds only {', '.join(box.key_ids)}. Add that key's line "
+        f"(key_id:base64key) to {KEYS_SETTING}: the first key encrypts, every key decrypts. "
+        f"{_LOST_KEY_ADVICE}"
     )
