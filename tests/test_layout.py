@@ -16,10 +16,12 @@ ALLOWED: dict[str, set[str]] = {
     "contract": set(),
     "http": {"contract"},
     "tenants": {"contract", "http"},
-    "webhooks": {"contract", "http", "tenants"},
+    # Event webhooks stand beside the synchronous ones; the Dispatcher owns ``d.events``.
+    "events": {"contract", "http", "tenants"},
+    "webhooks": {"contract", "http", "tenants", "events"},
     "receiver": {"contract"},
-    "admin": {"contract", "http", "tenants", "webhooks"},
-    "demo": {"contract", "http", "tenants", "webhooks", "admin", "receiver", ""},
+    "admin": {"contract", "http", "tenants", "events", "webhooks"},
+    "demo": {"contract", "http", "tenants", "events", "webhooks", "admin", "receiver", ""},
 }
 LEAVES = {"_exceptions", "_version"}
 
