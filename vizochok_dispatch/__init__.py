@@ -25,6 +25,7 @@ from .contract._signing import (
     compute_signature,
     signature_headers,
 )
+from .events._catalog import EVENT_TYPES, EventType
 from .http._transport import AiohttpTransport
 from .tenants._cache import CachedConfigStore
 from .tenants._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
@@ -50,6 +51,7 @@ from .webhooks._testfire import FireAttempt, FireReport, run_test_fire
 __all__ = [
     "ATTEMPT_HEADER",
     "DELIVERY_HEADER",
+    "EVENT_TYPES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "UNSET",
@@ -68,6 +70,7 @@ __all__ = [
     "DispatchError",
     "DispatchSettings",
     "Dispatcher",
+    "EventType",
     "FieldError",
     "FireAttempt",
     "FireReport",
