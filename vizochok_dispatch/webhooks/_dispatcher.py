@@ -18,6 +18,7 @@ from aiohttp.abc import AbstractResolver
 
 from .._exceptions import InvalidCall, StoreError
 from ..contract._text import SESSION_ID, STORE_ID, checked_text
+from ..events import _tables as _event_tables  # noqa: F401 - its tables join the schema
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
 from ..tenants._cache import CachedConfigStore
