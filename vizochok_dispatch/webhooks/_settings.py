@@ -13,6 +13,7 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, field_serializer, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .._exceptions import SettingsError
+from ..events._schedule import DEFAULT_RETRY_SCHEDULE, RetrySchedule
 from ..http._destinations import DestinationPolicy, parse_networks
 from ..tenants._cache import DEFAULT_STALE_IF_ERROR_SECONDS
 from ..tenants._config import ConfigRules
@@ -99,6 +100,10 @@ class DispatchSettings(BaseSettings):
     admin_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     #: Test-fires one tenant may make per minute through the admin API.
     admin_test_fires_per_minute: int = Field(default=10, ge=1, le=10_000)
+    #: The delays before an event delivery's attempts 2, 3, … (``"30s,5m"``: each a number
+    #: and a unit, ms s m h d; ``none``: one attempt), kept exactly. Unset: three attempts in
+    #: all, 5 min then 1 h apart, each delay lengthened by up to 25 % jitter.
+    event_retry_schedule: Annotated[RetrySchedule, NoDecode] = DEFAULT_RETRY_SCHEDULE
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
@@ -113,6 +118,13 @@ class DispatchSettings(BaseSettings):
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return parse_networks(value)
+        return value
+
+    @field_validator("event_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return RetrySchedule.parse(value)
         return value
 
     @field_validator("secret_keys")
