@@ -375,8 +375,8 @@ def field_path(loc: tuple[int | str, ...], root: str = "data") -> str:
     """A pydantic error location as the docs write it: ``data.items[0].unit_price``."""
     path = root
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "body"
 
 
 def problem_text(error: dict[str, Any]) -> str:
@@ -384,6 +384,8 @@ def problem_text(error: dict[str, Any]) -> str:
     kind = error["type"]
     if kind == "missing":
         return "is missing"
+    if kind == "string_pattern_mismatch" and error["loc"] == ("id",):
+        return "must be evt_ then 1 to 200 letters, digits, _ or -"
     if kind == "extra_forbidden":
         return "is not a field of this event type"
     if kind in {"literal_error", "enum"}:
@@ -397,6 +399,133 @@ def problem_text(error: dict[str, Any]) -> str:
 
 #: Every event id starts with this (``evt_`` then letters and digits).
 EVENT_ID_PREFIX: Final = "evt_"
+
+
+#: An event id as it appears on the wire: ``evt_`` then 1 to 200 letters, digits, ``_`` or ``-``.
+EVENT_ID_PATTERN: Final = r"evt_[A-Za-z0-9_-]{1,200}"
+
+EventId = Annotated[
+    str,
+    Field(
+        strict=True,
+        pattern=f"^{EVENT_ID_PATTERN}$",
+        description="The event's id; the same on every attempt, so it is the idempotency key.",
+    ),
+]
+
+
+class _Envelope(BaseModel):
+    model_config = _DATA
+
+    id: EventId
+    timestamp: Timestamp = Field(description="When the event happened.")
+
+
+class OrderCreatedEvent(_Envelope):
+    """An ``order.created`` request body."""
+
+    event: Literal["order.created"]
+    data: OrderCreated
+
+
+class OrderUpdatedEvent(_Envelope):
+    """An ``order.updated`` request body."""
+
+    event: Literal["order.updated"]
+    data: OrderUpdated
+
+
+class OrderCancelledEvent(_Envelope):
+    """An ``order.cancelled`` request body."""
+
+    event: Literal["order.cancelled"]
+    data: OrderCancelled
+
+
+class ChatSessionCreatedEvent(_Envelope):
+    """A ``chat.session.created`` request body."""
+
+    event: Literal["chat.session.created"]
+    data: ChatSessionCreated
+
+
+class ChatMessageReceivedEvent(_Envelope):
+    """A ``chat.message.received`` request body."""
+
+    event: Literal["chat.message.received"]
+    data: ChatMessageReceived
+
+
+class ChatMessageSentEvent(_Envelope):
+    """A ``chat.message.sent`` request body."""
+
+    event: Literal["chat.message.sent"]
+    data: ChatMessageSent
+
+
+class ProductViewedEvent(_Envelope):
+    """A ``product.viewed`` request body."""
+
+    event: Literal["product.viewed"]
+    data: ProductViewed
+
+
+class ProductAddedEvent(_Envelope):
+    """A ``product.added`` request body."""
+
+    event: Literal["product.added"]
+    data: ProductAdded
+
+
+class ProductUpdatedEvent(_Envelope):
+    """A ``product.updated`` request body."""
+
+    event: Literal["product.updated"]
+    data: ProductUpdated
+
+
+class AnalyticsDailyEvent(_Envelope):
+    """An ``analytics.daily`` request body."""
+
+    event: Literal["analytics.daily"]
+    data: AnalyticsDaily
+
+
+class UnknownEvent(_Envelope):
+    """A request body of a type this version does not know (a newer platform may add types):
+    ``data`` as plain JSON values."""
+
+    event: str = Field(strict=True, min_length=1, max_length=256)
+    data: dict[str, Any]
+
+
+#: Any known event's request body; ``event`` tells which.
+Event = (
+    OrderCreatedEvent
+    | OrderUpdatedEvent
+    | OrderCancelledEvent
+    | ChatSessionCreatedEvent
+    | ChatMessageReceivedEvent
+    | ChatMessageSentEvent
+    | ProductViewedEvent
+    | ProductAddedEvent
+    | ProductUpdatedEvent
+    | AnalyticsDailyEvent
+)
+
+#: Each event type's request body model, in the docs' order.
+EVENT_MODELS: Final[dict[str, type[Event]]] = {
+    "order.created": OrderCreatedEvent,
+    "order.updated": OrderUpdatedEvent,
+    "order.cancelled": OrderCancelledEvent,
+    "chat.session.created": ChatSessionCreatedEvent,
+    "chat.message.received": ChatMessageReceivedEvent,
+    "chat.message.sent": ChatMessageSentEvent,
+    "product.viewed": ProductViewedEvent,
+    "product.added": ProductAddedEvent,
+    "product.updated": ProductUpdatedEvent,
+    "analytics.daily": AnalyticsDailyEvent,
+}
 
 
 def event_body(

@@ -1,15 +1,42 @@
 """The receiver kit: what a tenant needs to verify and serve VIZOCHOK's webhooks.
 
-``verify_request`` works in any framework (it needs the headers and the raw body).
-``create_receiver_app`` / ``receiver_routes`` build the three endpoints on Starlette around
-three async callbacks; they are loaded on first use, so the verifier alone needs no web
-framework installed.
+``verify_request`` works in any framework (it needs the headers and the raw body), and so
+does ``parse_event``, which reads a verified event request into its typed model.
+``create_receiver_app`` / ``receiver_routes`` build the endpoints on Starlette around async
+callbacks (``on_event`` for event webhooks, each event id handled once); they are loaded on
+first use, so the verifier alone needs no web framework installed.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..contract._events import (
+    AnalyticsDaily,
+    AnalyticsDailyEvent,
+    ChatMessageReceived,
+    ChatMessageReceivedEvent,
+    ChatMessageSent,
+    ChatMessageSentEvent,
+    ChatSessionCreated,
+    ChatSessionCreatedEvent,
+    Event,
+    OrderCancelled,
+    OrderCancelledEvent,
+    OrderCreated,
+    OrderCreatedEvent,
+    OrderItem,
+    OrderUpdated,
+    OrderUpdatedEvent,
+    ProductAdded,
+    ProductAddedEvent,
+    ProductUpdated,
+    ProductUpdatedEvent,
+    ProductViewed,
+    ProductViewedEvent,
+    RecommendedProduct,
+    UnknownEvent,
+)
 from ._errors import (
     MalformedHeader,
     MissingHeader,
@@ -19,6 +46,7 @@ from ._errors import (
     TimestampOutOfRange,
     VerificationError,
 )
+from ._events import parse_event
 from ._idempotency import (
     Claim,
     IdempotencyStore,
@@ -43,8 +71,10 @@ if TYPE_CHECKING:
     from ._app import (
         DEFAULT_CART_ITEMS_PATH,
         DEFAULT_CART_PATH,
+        DEFAULT_EVENTS_PATH,
         DEFAULT_PRODUCTS_PATH,
         CartHandler,
+        EventHandler,
         LoadCartHandler,
         ProductsHandler,
         RetryLater,
@@ -57,8 +87,10 @@ _STARLETTE_NAMES = frozenset(
     {
         "DEFAULT_CART_ITEMS_PATH",
         "DEFAULT_CART_PATH",
+        "DEFAULT_EVENTS_PATH",
         "DEFAULT_PRODUCTS_PATH",
         "CartHandler",
+        "EventHandler",
         "LoadCartHandler",
         "ProductsHandler",
         "RetryLater",
@@ -81,8 +113,11 @@ def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the lazily loaded 
 __all__ = [
     "DEFAULT_CART_ITEMS_PATH",
     "DEFAULT_CART_PATH",
+    "DEFAULT_EVENTS_PATH",
     "DEFAULT_PRODUCTS_PATH",
     "DEFAULT_TOLERANCE_SECONDS",
+    "AnalyticsDaily",
+    "AnalyticsDailyEvent",
     "CartAdd",
     "CartClear",
     "CartHandler",
@@ -92,15 +127,37 @@ __all__ = [
     "CartRemove",
     "CartReply",
     "CartUpdate",
+    "ChatMessageReceived",
+    "ChatMessageReceivedEvent",
+    "ChatMessageSent",
+    "ChatMessageSentEvent",
+    "ChatSessionCreated",
+    "ChatSessionCreatedEvent",
     "Claim",
+    "Event",
+    "EventHandler",
     "IdempotencyStore",
     "InMemoryIdempotencyStore",
     "LoadCartHandler",
     "MalformedHeader",
     "MissingHeader",
+    "OrderCancelled",
+    "OrderCancelledEvent",
+    "OrderCreated",
+    "OrderCreatedEvent",
+    "OrderItem",
+    "OrderUpdated",
+    "OrderUpdatedEvent",
     "Product",
+    "ProductAdded",
+    "ProductAddedEvent",
+    "ProductUpdated",
+    "ProductUpdatedEvent",
+    "ProductViewed",
+    "ProductViewedEvent",
     "ProductsHandler",
     "ProductsQuery",
+    "RecommendedProduct",
     "RetryLater",
     "SecretSource",
     "SignatureMismatch",
@@ -108,9 +165,11 @@ __all__ = [
     "TimestampExpired",
     "TimestampInFuture",
     "TimestampOutOfRange",
+    "UnknownEvent",
     "VerificationError",
     "VerifiedRequest",
     "create_receiver_app",
+    "parse_event",
     "receiver_routes",
     "verify_request",
 ]

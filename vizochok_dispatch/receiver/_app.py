@@ -1,9 +1,11 @@
-"""Starlette glue: the three tenant endpoints around the tenant's three callbacks.
+"""Starlette glue: the tenant endpoints around the tenant's callbacks.
 
 Each request goes the same way, and stops at the first refusal with a JSON error body::
 
     read the raw body (413 past the cap) -> verify signature and timestamp (401)
     -> validate body or query (422) -> [cart: claim the delivery id (400, 409, or replay)]
+    -> [events: claim the event id (400, 409, or replay: a duplicate is answered 200 again
+       without calling on_event)]
     -> callback (503 on RetryLater, 500 on a crash) -> 200 with the contract's shape
 
 Whatever fails on the way (a callback that raises, returns the wrong type or an answer that
@@ -31,9 +33,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..contract import _json
+from ..contract._events import Event, UnknownEvent
 from ..contract._signing import DELIVERY_HEADER
 from . import _parse
 from ._errors import VerificationError
+from ._events import parse_event
 from ._idempotency import IdempotencyStore, InMemoryIdempotencyStore, StoredResponse
 from ._models import (
     CartLine,
@@ -55,6 +59,8 @@ from ._verify import (
 ProductsHandler = Callable[[ProductsQuery], Awaitable[Iterable[Product]]]
 CartHandler = Callable[[CartOperation], Awaitable[CartReply]]
 LoadCartHandler = Callable[[CartQuery], Awaitable[Iterable[CartLine]]]
+#: Called once per event id with the typed event; what it returns is ignored.
+EventHandler = Callable[[Event | UnknownEvent], Awaitable[object]]
 #: A secret, a list of secrets (current first), or a function read on every request so a
 #: secret can be rolled in a running server.
 SecretSource = str | Sequence[str] | Callable[[], str | Sequence[str]]
@@ -63,6 +69,11 @@ SecretSource = str | Sequence[str] | Callable[[], str | Sequence[str]]
 DEFAULT_PRODUCTS_PATH: Final = "/api/vizochok/check-products"
 DEFAULT_CART_PATH: Final = "/api/vizochok/cart"
 DEFAULT_CART_ITEMS_PATH: Final = "/api/vizochok/cart/items"
+DEFAULT_EVENTS_PATH: Final = "/api/vizochok/events"
+#: How long the default store remembers an event id: the platform's retries and the
+#: redelivery after a crash come well within a day (docs/webhooks.md §8).
+EVENT_DEDUP_SECONDS: Final = 24 * 3600
+EVENT_DEDUP_ENTRIES: Final = 100_000
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 REPLAY_HEADER: Final = "Idempotent-Replay"
 
@@ -96,25 +107,28 @@ def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None =
 @dataclass(frozen=True, slots=True)
 class _Receiver:
     secret: SecretSource
-    check_products: ProductsHandler
-    cart_operation: CartHandler
+    check_products: ProductsHandler | None
+    cart_operation: CartHandler | None
     load_cart: LoadCartHandler | None
+    on_event: EventHandler | None
     tolerance: float
     clock: Callable[[], float]
     idempotency: IdempotencyStore
+    event_idempotency: IdempotencyStore
     max_body_bytes: int
 
-    # -- the three endpoints ---------------------------------------------------------------
+    # -- the endpoints ---------------------------------------------------------------------
 
     async def products(self, request: Request) -> Response:
         """POST products_url (docs/webhooks.md §4)."""
+        check_products = self.check_products
+        if check_products is None:  # the route is only added with a callback
+            return _Refusal(404, "not_found", "this receiver does not check products").response()
         try:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             query = _parse.products_query(_parse.load_json(body), verified.delivery_id)
-            products = await self._run(
-                lambda: self.check_products(query), request, verified.delivery_id
-            )
+            products = await self._run(lambda: check_products(query), request, verified.delivery_id)
             return _json_response(
                 200,
                 _answer(
@@ -133,6 +147,8 @@ class _Receiver:
 
     async def cart(self, request: Request) -> Response:
         """POST cart_url (docs/webhooks.md §5), idempotent per delivery id."""
+        if self.cart_operation is None:  # the route is only added with a callback
+            return _Refusal(404, "not_found", "this receiver does not change carts").response()
         try:
             body = await self._read_body(request)
             verified = self._verify(request, body)
@@ -171,6 +187,52 @@ class _Receiver:
             return self._refused(request, _invalid(exc))
         except Exception as exc:
             return self._refused(request, _crashed(exc, request))
+
+    async def events(self, request: Request) -> Response:
+        """POST the events URL (docs/webhooks.md §8): each event id handled once."""
+        on_event = self.on_event
+        if on_event is None:  # the route is only added with a callback
+            return _Refusal(404, "not_found", "this receiver does not take events").response()
+        try:
+            body = await self._read_body(request)
+            verified = self._verify(request, body)
+            event = _event_of(body, verified)
+            return await self._event_once(request, on_event, event, body)
+        except _Refusal as refusal:
+            return self._refused(request, refusal)
+        except _parse.InvalidRequest as exc:
+            return self._refused(request, _invalid(exc))
+        except Exception as exc:
+            return self._refused(request, _crashed(exc, request))
+
+    async def _event_once(
+        self, request: Request, on_event: EventHandler, event: Event | UnknownEvent, body: bytes
+    ) -> Response:
+        """Call ``on_event`` at most once per event id; a duplicate gets the first answer.
+
+        The key is the body's ``id``, which the signature covers; the platform sends the same
+        bytes on every attempt, so the fingerprint (path and body) matches on a duplicate.
+        """
+        fingerprint = _fingerprint(request.url.path, body)
+        claim = await self.event_idempotency.claim(event.id, fingerprint)
+        if claim.state == "replay" and claim.response is not None:
+            _log.info("receiver.event_duplicate", path=request.url.path, event_id=event.id)
+            stored = claim.response
+            return _json_response(stored.status_code, stored.body, {REPLAY_HEADER: "true"})
+        if claim.state == "conflict":
+            raise _Refusal(
+                409, "event_id_reused", "this event id was already received with another body"
+            )
+        if claim.state != "new":
+            raise _Refusal(409, "delivery_in_progress", "this event is still being handled")
+        try:
+            await self._run(lambda: on_event(event), request, event.id)
+            answer = StoredResponse(200, _json.dumps({"received": event.id}))
+            await self.event_idempotency.complete(event.id, fingerprint, answer)
+        except BaseException:
+            await self._release_in(self.event_idempotency, request, event.id, fingerprint)
+            raise
+        return _json_response(answer.status_code, answer.body)
 
     # -- the shared steps ------------------------------------------------------------------
 
@@ -250,10 +312,12 @@ class _Receiver:
             )
         if claim.state != "new":
             raise _Refusal(409, "delivery_in_progress", "this delivery id is still being handled")
+        cart_operation = self.cart_operation
+        assert cart_operation is not None  # noqa: S101 - checked by ``cart``
         # From here every exit completes the claim or releases it (even a cancellation).
         try:
             reply = _cart_reply(
-                await self._run(lambda: self.cart_operation(operation), request, delivery_id)
+                await self._run(lambda: cart_operation(operation), request, delivery_id)
             )
             body = _answer(
                 lambda: _json.dumps(reply.as_json()), "cart_operation", request, delivery_id
@@ -266,10 +330,15 @@ class _Receiver:
         return _json_response(answer.status_code, answer.body)
 
     async def _release(self, request: Request, delivery_id: str, fingerprint: str) -> None:
+        await self._release_in(self.idempotency, request, delivery_id, fingerprint)
+
+    async def _release_in(
+        self, store: IdempotencyStore, request: Request, delivery_id: str, fingerprint: str
+    ) -> None:
         """Give the claim back; a store that fails here is logged, not allowed to hide the
         original failure."""
         try:
-            await self.idempotency.release(delivery_id, fingerprint)
+            await store.release(delivery_id, fingerprint)
         except Exception as exc:
             _log.exception(
                 "receiver.release_failed",
@@ -304,6 +373,19 @@ def _required_delivery_id(verified: VerifiedRequest) -> str:
             "(letters, digits and ._:- only, at most 200)",
         )
     return delivery_id
+
+
+def _event_of(body: bytes, verified: VerifiedRequest) -> Event | UnknownEvent:
+    """The typed event; an ``X-VIZOCHOK-Delivery`` other than the body's id is refused (the
+    body's id is signed, the header is not)."""
+    event = parse_event(body)
+    if verified.delivery_id is not None and verified.delivery_id != event.id:
+        raise _Refusal(
+            400,
+            "delivery_id_mismatch",
+            f"{DELIVERY_HEADER} must be the event's id (the body's signed id)",
+        )
+    return event
 
 
 def _answer(
@@ -369,12 +451,14 @@ def _fingerprint(path: str, body: bytes) -> str:
 def receiver_routes(
     *,
     secret: SecretSource,
-    check_products: ProductsHandler,
-    cart_operation: CartHandler,
+    check_products: ProductsHandler | None,
+    cart_operation: CartHandler | None,
     load_cart: LoadCartHandler | None,
+    on_event: EventHandler | None = None,
     products_path: str = DEFAULT_PRODUCTS_PATH,
     cart_path: str = DEFAULT_CART_PATH,
     cart_items_path: str = DEFAULT_CART_ITEMS_PATH,
+    events_path: str = DEFAULT_EVENTS_PATH,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
     clock: Callable[[], float] = time.time,
     idempotency: IdempotencyStore | None = None,
@@ -382,9 +466,16 @@ def receiver_routes(
 ) -> list[BaseRoute]:
     """The webhook routes, to add to an existing Starlette or FastAPI app.
 
-    ``load_cart=None`` serves no cart GET (when ``cart_get_url`` is not configured).
+    A callback given as ``None`` serves no route: ``load_cart=None`` no cart GET (when
+    ``cart_get_url`` is not configured), ``check_products=None, cart_operation=None`` for a
+    receiver of events only.  ``on_event`` serves ``events_path``: it is called once per
+    event id with the typed event (a duplicate is answered 200 again without calling it).
+    ``idempotency`` keeps cart delivery ids and event ids (each with its own key); without
+    it, carts get an in-memory store for 10 minutes and events one for 24 hours.
     ``clock`` gives the receiver's wall time in seconds (inject one in tests).
     """
+    if check_products is None and cart_operation is None and on_event is None:
+        raise ValueError("give at least one of check_products, cart_operation and on_event")
     if not callable(secret):
         normalise_secrets(secret)  # fail at start-up, not on the first request
     if max_body_bytes < 1:
@@ -396,44 +487,59 @@ def receiver_routes(
         check_products=check_products,
         cart_operation=cart_operation,
         load_cart=load_cart,
+        on_event=on_event,
         tolerance=tolerance,
         clock=clock,
         idempotency=idempotency if idempotency is not None else InMemoryIdempotencyStore(),
+        event_idempotency=(
+            idempotency
+            if idempotency is not None
+            else InMemoryIdempotencyStore(
+                ttl_seconds=EVENT_DEDUP_SECONDS, max_entries=EVENT_DEDUP_ENTRIES
+            )
+        ),
         max_body_bytes=max_body_bytes,
     )
-    routes: list[BaseRoute] = [
-        Route(products_path, receiver.products, methods=["POST"]),
-        Route(cart_path, receiver.cart, methods=["POST"]),
-    ]
+    routes: list[BaseRoute] = []
+    if check_products is not None:
+        routes.append(Route(products_path, receiver.products, methods=["POST"]))
+    if cart_operation is not None:
+        routes.append(Route(cart_path, receiver.cart, methods=["POST"]))
     if load_cart is not None:
         routes.append(Route(cart_items_path, receiver.cart_items, methods=["GET"]))
+    if on_event is not None:
+        routes.append(Route(events_path, receiver.events, methods=["POST"]))
     return routes
 
 
 def create_receiver_app(
     *,
     secret: SecretSource,
-    check_products: ProductsHandler,
-    cart_operation: CartHandler,
+    check_products: ProductsHandler | None,
+    cart_operation: CartHandler | None,
     load_cart: LoadCartHandler | None,
+    on_event: EventHandler | None = None,
     products_path: str = DEFAULT_PRODUCTS_PATH,
     cart_path: str = DEFAULT_CART_PATH,
     cart_items_path: str = DEFAULT_CART_ITEMS_PATH,
+    events_path: str = DEFAULT_EVENTS_PATH,
     tolerance: float = DEFAULT_TOLERANCE_SECONDS,
     clock: Callable[[], float] = time.time,
     idempotency: IdempotencyStore | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
-    """A ready ASGI app serving the three endpoints (see :func:`receiver_routes`)."""
+    """A ready ASGI app serving the endpoints (see :func:`receiver_routes`)."""
     return Starlette(
         routes=receiver_routes(
             secret=secret,
             check_products=check_products,
             cart_operation=cart_operation,
             load_cart=load_cart,
+            on_event=on_event,
             products_path=products_path,
             cart_path=cart_path,
             cart_items_path=cart_items_path,
+            events_path=events_path,
             tolerance=tolerance,
             clock=clock,
             idempotency=idempotency,
