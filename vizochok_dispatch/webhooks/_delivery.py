@@ -1,8 +1,9 @@
 """HTTP and retries: the one place that sends a webhook request (docs/webhooks.md §2 and §3).
 
 Every attempt is signed afresh and bounded by one deadline that covers connecting, sending
-and reading the whole body (``asyncio.timeout`` around all of it, so a server that drips a
-byte a second cannot stretch it).  The body is read raw, in chunks, under a size cap.  A 5xx
+and reading the whole body (``http._attempt.exchange``, which event deliveries share: one
+``asyncio.timeout`` around all of it, so a server that drips a byte a second cannot stretch
+it).  The body is read raw, in chunks, under a size cap.  A 5xx
 is retried once after the policy's delay, with the same delivery id, when the caller's
 overall deadline leaves room for it.  The URL goes out as :func:`wire_url` gives it (the
 configured bytes), and the delivery record keeps that URL.
@@ -10,17 +11,12 @@ configured bytes), and the delivery record keeps that URL.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-import httpx
 import structlog
 
-from .._version import __version__
 from ..contract._signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
@@ -28,31 +24,15 @@ from ..contract._signing import (
     TIMESTAMP_HEADER,
     compute_signature,
 )
-from ..http._wire import BlockedDestination, Sender, wire_url
-from ._diagnostics import connect_failure_reason, error_body_cap, read_error_body
-from ._results import (
-    BLOCKED_DESTINATION,
-    CONNECT_ERROR,
-    HTTP_STATUS,
-    INVALID_RESPONSE,
-    TIMEOUT,
-    Attempt,
-    Delivery,
-    ErrorBody,
-)
+from ..http._attempt import TIMEOUT, exchange
+from ..http._attempt import USER_AGENT as USER_AGENT  # noqa: PLC0414 - still importable from here
+from ..http._attempt import Clock as Clock  # noqa: PLC0414 - still importable from here
+from ..http._attempt import Sleep as Sleep  # noqa: PLC0414 - still importable from here
+from ..http._wire import Sender, WireResponse, wire_url
+from ._diagnostics import error_body_cap, read_error_body
+from ._results import HTTP_STATUS, INVALID_RESPONSE, Attempt, Delivery, ErrorBody
 
-USER_AGENT: Final = f"vizochok-dispatch/{__version__}"
 _MAX_CACHED_URLS: Final = 10_000
-
-Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """Where time comes from: wall time signs requests, monotonic time bounds them."""
-
-    wall: Callable[[], float] = time.time
-    monotonic: Callable[[], float] = time.monotonic
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +60,6 @@ class RetryPolicy:
         ):
             return None
         return self.delay_seconds
-
-
-class _TooLarge(Exception):
-    """The body passed the response cap."""
 
 
 class _Outcome(NamedTuple):
@@ -197,47 +173,48 @@ class Deliverer:
         delivery_id: str,
         budget: float,
     ) -> _Outcome:
-        started = self._clock.monotonic()
-        if budget <= 0:
-            return _Outcome(Attempt(number, None, 0.0, TIMEOUT), None)
         timestamp = int(self._clock.wall())
         headers = self._post_headers.copy() if method == "POST" else self._get_headers.copy()
         headers[DELIVERY_HEADER] = delivery_id
         headers[ATTEMPT_HEADER] = str(number)
         headers[TIMESTAMP_HEADER] = str(timestamp)
         headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
-        status: int | None = None
-        detail: str | None
-        reason: str | None = None
+        payload: bytes | None = None
+        too_large = False
         error_body: ErrorBody | None = None
-        try:
-            async with asyncio.timeout(budget):
-                response = await self._send(method, url, headers, body)
-                status = response.status
-                try:
-                    payload = await response.read(self._cap) if status == 200 else None
-                    if status != 200 and (keep := error_body_cap()):
-                        error_body = ErrorBody(None, False, response.content_length)
-                        error_body = await read_error_body(response, keep)
-                    if status == 200 and payload is None:
-                        raise _TooLarge
-                finally:
-                    await response.aclose()
-        except BlockedDestination:
-            detail = BLOCKED_DESTINATION
-        except (TimeoutError, httpx.TimeoutException):
-            # Out of time while keeping an error body: the status had arrived.
-            detail = TIMEOUT if error_body is None else HTTP_STATUS
-        except _TooLarge:
+
+        async def read(response: WireResponse) -> None:
+            nonlocal payload, too_large, error_body
+            if response.status == 200:
+                payload = await response.read(self._cap)
+                too_large = payload is None
+            elif keep := error_body_cap():
+                error_body = ErrorBody(None, False, response.content_length)
+                error_body = await read_error_body(response, keep)
+
+        sent = await exchange(
+            self._send,
+            method=method,
+            url=url,
+            headers=headers,
+            body=body,
+            budget=budget,
+            monotonic=self._clock.monotonic,
+            read=read,
+        )
+        elapsed = _ms(sent.elapsed_seconds)
+        if sent.failure == TIMEOUT and error_body is not None:
+            detail: str | None = HTTP_STATUS  # out of time keeping an error body: it had come
+        elif sent.failure is not None:
+            detail = sent.failure
+        elif too_large:
             detail = INVALID_RESPONSE
-        except (httpx.TransportError, httpx.InvalidURL, OSError) as exc:
-            detail, reason = CONNECT_ERROR, connect_failure_reason(exc)
         else:
-            detail = None if status == 200 else HTTP_STATUS
-            elapsed = _ms(self._clock.monotonic() - started)
-            return _Outcome(Attempt(number, status, elapsed, detail), payload, error_body)
-        elapsed = _ms(self._clock.monotonic() - started)
-        return _Outcome(Attempt(number, status, elapsed, detail, reason), None, error_body)
+            detail = None if sent.status == 200 else HTTP_STATUS
+        kept = payload if detail is None else None
+        return _Outcome(
+            Attempt(number, sent.status, elapsed, detail, sent.reason), kept, error_body
+        )
 
 
 def _ms(seconds: float) -> float:

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
-# Failure details (docs/webhooks.md §3).
-TIMEOUT: Final = "timeout"
-CONNECT_ERROR: Final = "connect_error"
+from ..http._attempt import BLOCKED_DESTINATION as BLOCKED_DESTINATION  # noqa: PLC0414 - still importable from here
+from ..http._attempt import CONNECT_ERROR as CONNECT_ERROR  # noqa: PLC0414 - still importable from here
+from ..http._attempt import TIMEOUT as TIMEOUT  # noqa: PLC0414 - still importable from here
+
+# Failure details (docs/webhooks.md §3); those before an answer are the HTTP engine's.
 HTTP_STATUS: Final = "http_status"
 INVALID_RESPONSE: Final = "invalid_response"
 NOT_CONFIGURED: Final = "not_configured"
-BLOCKED_DESTINATION: Final = "blocked_destination"
 
 #: The cart reason the chat's AI relies on for every delivery failure (docs/webhooks.md §5).
 WEBHOOK_TIMEOUT_REASON: Final = "webhook_timeout"
