@@ -248,6 +248,23 @@ class _AiohttpWire:
     def content_length(self) -> int | None:
         return self._response.content_length
 
+    def header(self, name: str) -> str | None:
+        return self._response.headers.get(name)
+
+    async def read_prefix(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < limit:
+                chunk = await self._response.content.read(limit - size)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+        except aiohttp.ClientError as exc:
+            raise _as_httpx_error(exc, None) from exc
+        return b"".join(parts)
+
     async def read(self, cap: int) -> bytes | None:
         declared = self._response.content_length
         if declared is not None and declared <= cap:

@@ -62,8 +62,14 @@ class WireResponse(Protocol):
     def content_length(self) -> int | None:
         """The declared body length, when the server declared one."""
 
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or ``None``."""
+
     async def read(self, cap: int) -> bytes | None:
         """The whole raw body (never decompressed), or ``None`` as soon as it passes ``cap``."""
+
+    async def read_prefix(self, limit: int) -> bytes:
+        """The first ``limit`` bytes of the raw body (all of it when shorter); no more is read."""
 
     async def aclose(self) -> None:
         """Release the connection (or drop it, if the body was not read to the end)."""
@@ -96,6 +102,23 @@ async def read_capped(chunks: AsyncIterator[bytes], declared: int | None, cap: i
     return b"".join(parts)
 
 
+async def read_first(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first ``limit`` bytes of a body read in chunks; reading stops once they are in."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+    return b"".join(parts)[:limit]
+
+
 class _HttpxWire:
     __slots__ = ("_response",)
 
@@ -110,11 +133,21 @@ class _HttpxWire:
     def content_length(self) -> int | None:
         return declared_length(self._response.headers.get("content-length"))
 
+    def header(self, name: str) -> str | None:
+        value = self._response.headers.get(name)
+        return None if value is None else str(value)
+
     async def read(self, cap: int) -> bytes | None:
+        return await read_capped(self._chunks(), self.content_length, cap)
+
+    async def read_prefix(self, limit: int) -> bytes:
+        return await read_first(self._chunks(), limit)
+
+    def _chunks(self) -> AsyncIterator[bytes]:
         # The raw stream: no decoding, and it serves both real and pre-read (mock) bodies.
         stream = self._response.stream
         assert isinstance(stream, httpx.AsyncByteStream)  # noqa: S101 - async transports only
-        return await read_capped(aiter(stream), self.content_length, cap)
+        return aiter(stream)
 
     async def aclose(self) -> None:
         await self._response.aclose()
