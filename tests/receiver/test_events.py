@@ -4,10 +4,13 @@ the tenant once per event id, answering a duplicate 200 again."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,7 +38,8 @@ from vizochok_dispatch.receiver import (
 from vizochok_dispatch.receiver._parse import InvalidRequest
 from vizochok_dispatch.receiver.testing import serve_on_loopback
 
-from ._support import NOW, SECRET
+from ._support import NOW, REPO_ROOT, SECRET
+from .test_examples import _run, _tool
 
 EVENTS_PATH = "/api/vizochok/events"
 WHEN = datetime(2026, 1, 31, 10, 30, 1, 234000, tzinfo=UTC)
@@ -318,3 +322,87 @@ async def test_an_event_over_loopback():
     [event] = tenant.events
     assert isinstance(event, AnalyticsDailyEvent)
     assert event.data.revenue == Decimal("58210.50")
+
+
+# -- the examples' event vector ------------------------------------------------------------
+
+EXAMPLE_VECTORS = [
+    REPO_ROOT / "examples" / "node" / "event_vector.json",
+    REPO_ROOT / "examples" / "go" / "testdata" / "event_vector.json",
+]
+
+
+def _vector_headers(vector: dict[str, Any], scheme: str) -> dict[str, str]:
+    body = vector["body_utf8"].encode()
+    envelope = json.loads(body)
+    return event_headers(
+        scheme,
+        vector["secret"],
+        event_id=envelope["id"],
+        event_type=envelope["event"],
+        attempt=int(vector["headers"]["X-VIZOCHOK-Attempt"]),
+        timestamp=vector["now"],
+        body=body,
+    )
+
+
+@pytest.mark.parametrize("path", EXAMPLE_VECTORS, ids=lambda p: p.parent.name)
+def test_the_examples_event_vector_is_what_the_package_signs(path):
+    """The Node and Go examples' event vector holds the package's own headers for its body,
+    and the Python kit verifies and parses it."""
+    vector = json.loads(path.read_text("utf-8"))
+    assert vector["headers"] == _vector_headers(vector, "vizochok")
+    assert vector["standard_webhooks_headers"] == _vector_headers(vector, "standard-webhooks")
+    body = vector["body_utf8"].encode()
+    verified = verify_request(vector["headers"], body, vector["secret"], now=vector["now"])
+    assert verified.delivery_id == parse_event(body).id
+    assert isinstance(parse_event(body), OrderCreatedEvent)
+    assert path.read_text("utf-8") == EXAMPLE_VECTORS[0].read_text("utf-8")
+
+
+def _fresh_vector(tmp_path: Path) -> Path:
+    """Another event (another type, secret and time) signed now by the package."""
+    secret = "whsec_" + base64.b64encode(bytes(range(100, 132))).decode()
+    body = _body("product.added", event_id="evt_fresh-01", name="Молоко 2,5 %")
+    vector: dict[str, Any] = {"secret": secret, "now": NOW, "body_utf8": body.decode()}
+    vector["headers"] = event_headers(
+        "vizochok",
+        secret,
+        event_id="evt_fresh-01",
+        event_type="product.added",
+        attempt=3,
+        timestamp=NOW,
+        body=body,
+    )
+    vector["standard_webhooks_headers"] = _vector_headers(vector, "standard-webhooks")
+    path = tmp_path / "event_vector.json"
+    path.write_text(json.dumps(vector, ensure_ascii=False), "utf-8")
+    return path
+
+
+@pytest.mark.parametrize("which", ["committed", "fresh"])
+def test_node_example_verifies_an_event(which, tmp_path):
+    """examples/node/test_events.js verifies the event vector with both schemes and refuses
+    changed ones."""
+    node = _tool("node")
+    env = {"VIZOCHOK_EVENT_VECTOR": str(_fresh_vector(tmp_path))} if which == "fresh" else {}
+    output = _run([node, "test_events.js"], REPO_ROOT / "examples" / "node", env)
+    assert "8 passed, 0 failed" in output
+
+
+@pytest.mark.parametrize("which", ["committed", "fresh"])
+def test_go_example_verifies_an_event(which, tmp_path):
+    """examples/go's event tests verify the event vector with both schemes (offline)."""
+    go = _tool("go")
+    env = {"GOPROXY": "off", "GOTOOLCHAIN": "local"}
+    if which == "fresh":
+        env["VIZOCHOK_EVENT_VECTOR"] = str(_fresh_vector(tmp_path))
+    if not any(os.environ.get(name) for name in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(tmp_path / "gocache")
+    output = _run(
+        [go, "test", "-count=1", "-v", "-run", "TestEventVector", "./..."],
+        REPO_ROOT / "examples" / "go",
+        env,
+    )
+    assert output.count("--- PASS: TestEventVector") == 2
+    assert "FAIL" not in output
