@@ -173,7 +173,7 @@ def test_an_unknown_event_type_arrives_as_unknown_event():
         (b"[1]", "body"),
         (b'{"id":"evt_1","event":"order.created","timestamp":"x","data":{}}', "timestamp"),
         (_body(event_id="1234"), "id"),
-        (_body(subtotal="1.00001"), "data.subtotal"),
+        (_body(subtotal=Decimal("1.00001")), "data.subtotal"),
         (
             _body(items=[{"sku": "a", "name": "A", "quantity": 1, "unit_price": -1}]),
             "data.items[0]",

@@ -76,15 +76,18 @@ class _Text:
 class _Amount:
     """``Annotated[Decimal, _Amount(rule, …)]``: an exact amount under ``rule``.
 
-    ``int``, ``float`` (read through ``str``), ``Decimal`` and numeric strings are accepted,
-    as for the dispatcher's callers.  A JSON number parsed as ``float`` loses nothing: an
-    in-range amount has at most 14 significant digits, which ``repr(float)`` gives back.
+    ``int``, ``float`` (read through ``str``) and ``Decimal`` are accepted; a string is not,
+    since the wire carries amounts as JSON numbers only (docs/webhooks.md, Conventions).  A
+    JSON number parsed as ``float`` loses nothing: an in-range amount has at most 14
+    significant digits, which ``repr(float)`` gives back.
     """
 
     rule: AmountRule
     description: str
 
     def check(self, value: object) -> Decimal:
+        if isinstance(value, str):
+            raise PydanticCustomError("amount", "is a string, not a number")
         try:
             return _money.caller_amount(value, "", self.rule)
         except (TypeError, ValueError) as error:
@@ -160,6 +163,11 @@ Quantity = Annotated[
     Decimal,
     _Amount(QUANTITY, "How much: greater than 0, at most 1000000, at most 3 decimal places."),
 ]
+#: How well a recommended product matched: 0 to 1 with at most 4 decimal places, exact.
+RELEVANCE: Final = AmountRule(maximum=Decimal(1), places=4, positive=False)
+Relevance = Annotated[
+    Decimal, _Amount(RELEVANCE, "From 0 (unrelated) to 1 (exact match), at most 4 decimal places.")
+]
 Sku = Annotated[str, _Text(_text.SKU, "A product code: 1 to 256 characters, no controls.")]
 StoreId = Annotated[str, _Text(_text.STORE_ID, "The store: 1 to 256 characters.")]
 SessionId = Annotated[str, _Text(_text.SESSION_ID, "The chat session: 1 to 256 characters.")]
@@ -194,6 +202,8 @@ SourceType = Literal["widget", "social"]
 #: ``cancelled`` from any state before ``delivered``.
 OrderStatus = Literal["pending", "confirmed", "shipped", "delivered", "cancelled"]
 
+_SOURCE_TYPE: Final = "widget: the shop's own site; social: a social-network page."
+
 #: Most lines in one order (as for a cart, docs/webhooks.md §5) and products in one reply.
 MAX_ORDER_ITEMS: Final = 1000
 MAX_RECOMMENDED: Final = 100
@@ -212,7 +222,7 @@ class OrderItem(BaseModel):
     sku: Sku
     name: ProductName
     quantity: Quantity
-    unit_price: Money
+    unit_price: Money = Field(description="The price of one unit (money).")
 
 
 class _Order(BaseModel):
@@ -227,56 +237,60 @@ class _Order(BaseModel):
     customer_name: CustomerName
     customer_phone: Phone
     shipping_address: Address
-    items: list[OrderItem] = Field(min_length=1, max_length=MAX_ORDER_ITEMS)
+    items: list[OrderItem] = Field(
+        min_length=1, max_length=MAX_ORDER_ITEMS, description="The order's lines: 1 to 1000."
+    )
     subtotal: Money = Field(description="The sum of quantity times unit_price over the items.")
-    source_type: SourceType
+    source_type: SourceType = Field(description=_SOURCE_TYPE)
     source_name: SourceName
-    created_at: Timestamp
+    created_at: Timestamp = Field(description="When the order was placed.")
 
 
 class OrderCreated(_Order):
-    """``order.created``: a customer completed an order in the chat."""
+    """order.created: a customer completed an order in the chat."""
 
-    status: Literal["pending", "confirmed"]
+    status: Literal["pending", "confirmed"] = Field(description="The order's status now.")
 
 
 class OrderUpdated(_Order):
-    """``order.updated``: an order's status changed (confirmed, shipped, delivered)."""
+    """order.updated: an order's status changed (confirmed, shipped, delivered)."""
 
-    status: OrderStatus
-    previous_status: OrderStatus
-    updated_at: Timestamp
+    status: OrderStatus = Field(description="The order's status now.")
+    previous_status: OrderStatus = Field(description="Its status before this change.")
+    updated_at: Timestamp = Field(description="When it changed.")
 
 
 class OrderCancelled(_Order):
-    """``order.cancelled``: the customer or an agent cancelled an order."""
+    """order.cancelled: the customer or an agent cancelled an order."""
 
-    status: Literal["cancelled"]
-    previous_status: Literal["pending", "confirmed", "shipped"]
-    updated_at: Timestamp
+    status: Literal["cancelled"] = Field(description="Always cancelled.")
+    previous_status: Literal["pending", "confirmed", "shipped"] = Field(
+        description="Its status before it was cancelled."
+    )
+    updated_at: Timestamp = Field(description="When it was cancelled.")
 
 
 class ChatSessionCreated(BaseModel):
-    """``chat.session.created``: a customer started a chat."""
+    """chat.session.created: a customer started a chat."""
 
     model_config = _DATA
 
     session_id: SessionId
     store_id: StoreId
-    source_type: SourceType
+    source_type: SourceType = Field(description=_SOURCE_TYPE)
     source_name: SourceName
-    created_at: Timestamp
+    created_at: Timestamp = Field(description="When the chat started.")
 
 
 class ChatMessageReceived(BaseModel):
-    """``chat.message.received``: the customer sent a message."""
+    """chat.message.received: the customer sent a message."""
 
     model_config = _DATA
 
     session_id: SessionId
     store_id: StoreId
     message: MessageText
-    created_at: Timestamp
+    created_at: Timestamp = Field(description="When the message was sent.")
 
 
 class RecommendedProduct(BaseModel):
@@ -286,73 +300,75 @@ class RecommendedProduct(BaseModel):
 
     sku: Sku
     name: ProductName
-    relevance_score: float = Field(
-        ge=0, le=1, allow_inf_nan=False, description="From 0 (unrelated) to 1 (exact match)."
-    )
+    relevance_score: Relevance
 
 
 class ChatMessageSent(BaseModel):
-    """``chat.message.sent``: the assistant answered, with the products it recommended."""
+    """chat.message.sent: the assistant answered, with the products it recommended."""
 
     model_config = _DATA
 
     session_id: SessionId
     store_id: StoreId
     message: MessageText
-    products: list[RecommendedProduct] = Field(max_length=MAX_RECOMMENDED)
-    created_at: Timestamp
+    products: list[RecommendedProduct] = Field(
+        max_length=MAX_RECOMMENDED, description="The products shown with the answer: 0 to 100."
+    )
+    created_at: Timestamp = Field(description="When the answer was sent.")
 
 
 class ProductViewed(BaseModel):
-    """``product.viewed``: the customer opened a product the assistant recommended."""
+    """product.viewed: the customer opened a product the assistant recommended."""
 
     model_config = _DATA
 
     session_id: SessionId
     store_id: StoreId
     sku: Sku
-    viewed_at: Timestamp
+    viewed_at: Timestamp = Field(description="When the customer opened it.")
 
 
 class ProductAdded(BaseModel):
-    """``product.added``: a product was added to the store's catalog."""
+    """product.added: a product was added to the store's catalog."""
 
     model_config = _DATA
 
     store_id: StoreId
     sku: Sku
     name: ProductName
-    price: Money
+    price: Money = Field(description="The price (money).")
     unit: Unit
-    created_at: Timestamp
+    created_at: Timestamp = Field(description="When it was added.")
 
 
 class ProductUpdated(BaseModel):
-    """``product.updated``: a product of the catalog changed; ``changed`` names what."""
+    """product.updated: a product of the catalog changed; changed names the fields."""
 
     model_config = _DATA
 
     store_id: StoreId
     sku: Sku
     name: ProductName
-    price: Money
+    price: Money = Field(description="The price (money).")
     unit: Unit
-    changed: list[Literal["name", "price", "unit"]] = Field(min_length=1, max_length=3)
-    updated_at: Timestamp
+    changed: list[Literal["name", "price", "unit"]] = Field(
+        min_length=1, max_length=3, description="Which of name, price and unit changed."
+    )
+    updated_at: Timestamp = Field(description="When it changed.")
 
 
 class AnalyticsDaily(BaseModel):
-    """``analytics.daily``: one store's totals for one UTC day."""
+    """analytics.daily: one store's totals for one UTC day."""
 
     model_config = _DATA
 
     store_id: StoreId
-    date: Day
-    sessions: Count
-    messages_received: Count
-    messages_sent: Count
-    product_views: Count
-    orders: Count
+    date: Day = Field(description="The UTC day the totals are for.")
+    sessions: Count = Field(description="Chats started.")
+    messages_received: Count = Field(description="Messages customers sent.")
+    messages_sent: Count = Field(description="Answers the assistant sent.")
+    product_views: Count = Field(description="Recommended products customers opened.")
+    orders: Count = Field(description="Orders placed.")
     revenue: Money = Field(description="The subtotal of the day's orders, cancelled ones excluded.")
 
 
@@ -418,74 +434,75 @@ class _Envelope(BaseModel):
     model_config = _DATA
 
     id: EventId
+    event: str  # each type's model narrows it to its name
     timestamp: Timestamp = Field(description="When the event happened.")
 
 
 class OrderCreatedEvent(_Envelope):
-    """An ``order.created`` request body."""
+    """An order.created request body."""
 
     event: Literal["order.created"]
     data: OrderCreated
 
 
 class OrderUpdatedEvent(_Envelope):
-    """An ``order.updated`` request body."""
+    """An order.updated request body."""
 
     event: Literal["order.updated"]
     data: OrderUpdated
 
 
 class OrderCancelledEvent(_Envelope):
-    """An ``order.cancelled`` request body."""
+    """An order.cancelled request body."""
 
     event: Literal["order.cancelled"]
     data: OrderCancelled
 
 
 class ChatSessionCreatedEvent(_Envelope):
-    """A ``chat.session.created`` request body."""
+    """A chat.session.created request body."""
 
     event: Literal["chat.session.created"]
     data: ChatSessionCreated
 
 
 class ChatMessageReceivedEvent(_Envelope):
-    """A ``chat.message.received`` request body."""
+    """A chat.message.received request body."""
 
     event: Literal["chat.message.received"]
     data: ChatMessageReceived
 
 
 class ChatMessageSentEvent(_Envelope):
-    """A ``chat.message.sent`` request body."""
+    """A chat.message.sent request body."""
 
     event: Literal["chat.message.sent"]
     data: ChatMessageSent
 
 
 class ProductViewedEvent(_Envelope):
-    """A ``product.viewed`` request body."""
+    """A product.viewed request body."""
 
     event: Literal["product.viewed"]
     data: ProductViewed
 
 
 class ProductAddedEvent(_Envelope):
-    """A ``product.added`` request body."""
+    """A product.added request body."""
 
     event: Literal["product.added"]
     data: ProductAdded
 
 
 class ProductUpdatedEvent(_Envelope):
-    """A ``product.updated`` request body."""
+    """A product.updated request body."""
 
     event: Literal["product.updated"]
     data: ProductUpdated
 
 
 class AnalyticsDailyEvent(_Envelope):
-    """An ``analytics.daily`` request body."""
+    """An analytics.daily request body."""
 
     event: Literal["analytics.daily"]
     data: AnalyticsDaily

@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
 from .._exceptions import InvalidCall
-from ..contract._events import DATA_MODELS, field_path, problem_text
+from ..contract._events import DATA_MODELS, EVENT_MODELS, field_path, problem_text
 
 #: Problems named in one ``InvalidCall``; the rest are counted.
 MAX_PROBLEMS: Final = 20
@@ -41,8 +42,36 @@ class EventType:
         return copy.deepcopy(dict(self._example))
 
     def json_schema(self) -> dict[str, Any]:
-        """The JSON Schema of ``data`` (``docs/schemas/event-<name>.schema.json``)."""
-        return self.model.model_json_schema(mode="serialization")
+        """The JSON Schema (2020-12) of this type's request body, envelope and ``data``:
+        ``docs/schemas/event-<name with - for .>.schema.json`` holds exactly this."""
+        generated = EVENT_MODELS[self.name].model_json_schema()
+        generated.pop("title", None)
+        generated.pop("description", None)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": f"Event {self.name}",
+            "description": (
+                f"The body of the {self.name} event request (docs/webhooks.md §10). "
+                f"{self.description} Fields may be added later: ignore the ones you do not know."
+            ),
+            **_untitled(generated),
+        }
+
+
+def _untitled(schema: Any) -> Any:  # noqa: ANN401 - any JSON value
+    """``schema`` without the ``title`` pydantic gives every field and model (the names are
+    the keys already); property names themselves are kept."""
+    if isinstance(schema, list):
+        return [_untitled(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in {"properties", "$defs"}:
+            out[key] = {name: _untitled(sub) for name, sub in value.items()}
+        elif key != "title":
+            out[key] = _untitled(value)
+    return out
 
 
 _ORDER: dict[str, Any] = {
@@ -142,7 +171,7 @@ _EXAMPLES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
             "store_id": "store-1",
             "sku": "MILK-1L",
             "name": "Milk 2.5% 1 l",
-            "price": "45.90",
+            "price": Decimal("45.90"),
             "unit": "pcs",
             "created_at": "2026-01-20T08:00:00.000Z",
         },
@@ -153,7 +182,7 @@ _EXAMPLES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
             "store_id": "store-1",
             "sku": "MILK-1L",
             "name": "Milk 2.5% 1 l",
-            "price": "42.50",
+            "price": Decimal("42.50"),
             "unit": "pcs",
             "changed": ["price"],
             "updated_at": "2026-01-22T08:00:00.000Z",
@@ -169,7 +198,7 @@ _EXAMPLES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
             "messages_sent": 1598,
             "product_views": 705,
             "orders": 37,
-            "revenue": "58210.50",
+            "revenue": Decimal("58210.50"),
         },
     ),
 }
