@@ -22,8 +22,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from tests.support.vectors import REPO_ROOT, load_vectors
-from vizochok_dispatch import compute_signature
-from vizochok_dispatch.receiver import CartLine, CartReply, Product
+from vizochok_dispatch import EVENT_TYPES, InvalidCall, compute_signature
+from vizochok_dispatch.contract import _json as wire_json
+from vizochok_dispatch.contract._events import EVENT_MODELS, event_body
+from vizochok_dispatch.contract._signing import event_headers
+from vizochok_dispatch.events._catalog import validate_event_data
+from vizochok_dispatch.events._schedule import DEFAULT_RETRY_SCHEDULE
+from vizochok_dispatch.receiver import CartLine, CartReply, Product, parse_event
 from vizochok_dispatch.receiver import _models as receiver_models
 from vizochok_dispatch.receiver import _parse as receiver_parse
 from vizochok_dispatch.webhooks import _cart, _products, _results
@@ -188,6 +193,23 @@ def _cart_get_response(document: dict[str, Any], text: str) -> None:
     assert _same_json(receiver_models.cart_items_body(lines), document)
 
 
+def event_schema_name(event_type: str) -> str:
+    """``order.created`` -> ``event-order-created`` (its schema file and its blocks)."""
+    return "event-" + event_type.replace(".", "-")
+
+
+def _event_request(document: dict[str, Any], text: str) -> None:
+    """An event body on the page: the kit reads it into its type's model, its data is the
+    catalog's example, and publishing that data writes these bytes (compact)."""
+    event_type = document["event"]
+    event = parse_event(_body(text))
+    assert type(event) is EVENT_MODELS[event_type]
+    assert _same_json(wire_json.dumps(EVENT_TYPES[event_type].example), document["data"])
+    data = validate_event_data(event_type, document["data"])
+    sent = event_body(document["id"], event_type, event.timestamp, data)
+    assert sent == wire_json.dumps(document)
+
+
 ACCEPTED_BY_PACKAGE: dict[str, Callable[[dict[str, Any], str], None]] = {
     "products-request": _products_request,
     "products-response": _products_response,
@@ -195,6 +217,7 @@ ACCEPTED_BY_PACKAGE: dict[str, Callable[[dict[str, Any], str], None]] = {
     "cart-response": _cart_response,
     "cart-get-query": _cart_get_query,
     "cart-get-response": _cart_get_response,
+    **{event_schema_name(name): _event_request for name in EVENT_TYPES},
 }
 
 
@@ -250,6 +273,21 @@ def _by_document(check: Callable[[Any], bool]) -> Callable[[str], bool]:
     return lambda text: check(json.loads(text, parse_float=Decimal))
 
 
+def _refused_event(text: str) -> bool:
+    """The kit refuses the body; when only ``data`` is wrong, publishing it is refused too."""
+    try:
+        parse_event(_body(text))
+    except receiver_parse.InvalidRequest as refusal:
+        if not all(error.field.startswith("data") for error in refusal.errors):
+            return True
+        document = json.loads(text, parse_float=Decimal)
+        try:
+            validate_event_data(document["event"], document["data"])
+        except InvalidCall:
+            return True
+    return False
+
+
 REFUSED_BY_PACKAGE: dict[str, Callable[[str], bool]] = {
     "products-request": _by_document(_refused_products_request),
     "products-response": _refused_products_response,
@@ -257,7 +295,23 @@ REFUSED_BY_PACKAGE: dict[str, Callable[[str], bool]] = {
     "cart-response": _refused_cart_response,
     "cart-get-query": _by_document(_refused_cart_get_query),
     "cart-get-response": _refused_cart_get_response,
+    **{event_schema_name(name): _refused_event for name in EVENT_TYPES},
 }
+
+
+def _event_text(event_type: str, envelope: dict[str, Any] | None = None, **data: Any) -> str:
+    """A body of ``event_type`` with the catalog example's data changed by ``data``."""
+    document = {
+        "id": "evt_01KAZ3E8B1C4D7E0F3G6H9J2KM",
+        "event": event_type,
+        "timestamp": "2026-01-15T10:30:40.502Z",
+        "data": {**EVENT_TYPES[event_type].example, **data},
+        **(envelope or {}),
+    }
+    return wire_json.dumps(document).decode()
+
+
+_ITEM = {"sku": "a", "name": "A", "quantity": 1, "unit_price": 1}
 
 _MILK = '"sku": "milk-001"'
 COUNTER_EXAMPLES: list[tuple[str, str]] = [
@@ -322,6 +376,36 @@ COUNTER_EXAMPLES: list[tuple[str, str]] = [
 ]
 
 
+COUNTER_EXAMPLES += [
+    ("event-order-created", _event_text("order.created", subtotal=-1)),
+    ("event-order-created", _event_text("order.created", subtotal="1950")),
+    ("event-order-created", _event_text("order.created", items=[])),
+    ("event-order-created", _event_text("order.created", items=[{**_ITEM, "quantity": 0}])),
+    ("event-order-created", _event_text("order.created", status="shipped")),
+    ("event-order-created", _event_text("order.created", customer_phone="1" * 33)),
+    ("event-order-created", _event_text("order.created", envelope={"id": "12345"})),
+    ("event-order-created", _event_text("order.created", envelope={"data": []})),
+    ("event-order-updated", _event_text("order.updated", previous_status="lost")),
+    ("event-order-cancelled", _event_text("order.cancelled", status="pending")),
+    ("event-chat-session-created", _event_text("chat.session.created", source_type="email")),
+    ("event-chat-message-received", _event_text("chat.message.received", message="")),
+    (
+        "event-chat-message-sent",
+        _event_text(
+            "chat.message.sent", products=[{"sku": "a", "name": "A", "relevance_score": 2}]
+        ),
+    ),
+    ("event-product-viewed", _event_text("product.viewed", sku="")),
+    ("event-product-added", _event_text("product.added", price=10**10)),
+    ("event-product-added", _event_text("product.added", unit="x" * 33)),
+    ("event-product-updated", _event_text("product.updated", changed=[])),
+    ("event-product-updated", _event_text("product.updated", changed=["colour"])),
+    ("event-analytics-daily", _event_text("analytics.daily", orders=-1)),
+    ("event-analytics-daily", _event_text("analytics.daily", orders=Decimal("1.5"))),
+    ("event-analytics-daily", _event_text("analytics.daily", revenue=True)),
+]
+
+
 @pytest.mark.parametrize(("name", "text"), COUNTER_EXAMPLES)
 def test_what_a_schema_refuses_the_package_refuses(name: str, text: str) -> None:
     """A message breaking its schema is invalid to the package too (refused, or entry dropped)."""
@@ -377,3 +461,92 @@ def test_the_signing_example_is_a_published_vector() -> None:
     empty = next(case for case in cases if case["body_utf8"] == "")
     assert empty["x_vizochok_signature"] in section
     assert f"`{empty['signed_payload_utf8']}`" in section
+
+
+# -- event webhooks (§8-§10) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", list(EVENT_TYPES))
+def test_each_event_schema_file_is_generated_from_its_model(event_type: str) -> None:
+    """docs/schemas/event-<type>.schema.json is exactly the model's schema
+    (``EVENT_TYPES[t].json_schema()``); regenerate it with :func:`write_event_schemas`."""
+    path = _schema_file(event_schema_name(event_type))
+    assert json.loads(path.read_text("utf-8")) == EVENT_TYPES[event_type].json_schema(), (
+        f"{path.name} is stale: run python -c 'from tests.docs.test_webhooks_doc import "
+        "write_event_schemas; write_event_schemas()' and paste the schemas into §10"
+    )
+
+
+def write_event_schemas() -> None:
+    """Write every event type's schema file from its model (run after changing a model)."""
+    for name, entry in EVENT_TYPES.items():
+        text = json.dumps(entry.json_schema(), indent=2, ensure_ascii=False) + "\n"
+        _schema_file(event_schema_name(name)).write_text(text, "utf-8")
+
+
+def test_every_event_type_has_an_example_and_a_schema_on_the_page() -> None:
+    """§10 shows each type's example and schema, and only the catalog's types."""
+    event_names = {block.name for block in EXAMPLES if block.name.startswith("event-")}
+    assert event_names == {event_schema_name(name) for name in EVENT_TYPES}
+    schema_files = {p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("event-*.json")}
+    assert schema_files == event_names
+
+
+def _type_section(event_type: str) -> str:
+    """The text of ``### <type>`` in §10, up to the next heading."""
+    section = _section(10)
+    start = section.index(f"\n### {event_type}\n")
+    end = section.find("\n### ", start + 1)
+    return section[start : end if end >= 0 else len(section)]
+
+
+@pytest.mark.parametrize("event_type", list(EVENT_TYPES))
+def test_each_event_type_is_described_field_by_field(event_type: str) -> None:
+    """§10 lists the type with its description, and its subsection names every data field."""
+    entry = EVENT_TYPES[event_type]
+    assert f"| [`{event_type}`](#{event_type.replace('.', '')}) | {entry.description} |" in (
+        _section(10)
+    )
+    text = _type_section(event_type)
+    assert entry.description in text
+    for field in entry.model.model_fields:
+        assert f"| `{field}` |" in text, field
+
+
+def test_the_event_signing_example_is_what_the_package_signs() -> None:
+    """§8's worked example: both schemes' signatures of the shown body, as the package makes
+    them."""
+    section = _section(8)
+    block = next(b for b in EXAMPLES if b.name == "event-product-viewed")
+    body = wire_json.dumps(block.document())
+    assert f"({len(body)} bytes of body)" in section
+    match = re.search(r"sent at `(\d+)` with the secret\s+`(whsec_[A-Za-z0-9+/=]+)`", section)
+    assert match is not None
+    timestamp, secret = int(match[1]), match[2]
+    for scheme, header in (
+        ("vizochok", "X-VIZOCHOK-Signature"),
+        ("standard-webhooks", "webhook-signature"),
+    ):
+        headers = event_headers(
+            scheme,
+            secret,
+            event_id=block.document()["id"],
+            event_type=block.document()["event"],
+            attempt=1,
+            timestamp=timestamp,
+            body=body,
+        )
+        assert f"| `{scheme}` | `{header}` | `{headers[header]}` |" in section
+
+
+def test_the_event_delivery_rules_state_the_defaults() -> None:
+    """§8 and §9 give the endpoint timeout (15 s, 1 to 30) and the default retry schedule."""
+    assert "1 to 30, 15 by default" in _section(8)
+    delivery = " ".join(_section(9).split())
+    assert "1 to 30 seconds, 15 by default" in delivery
+    assert [round(delay) for delay in DEFAULT_RETRY_SCHEDULE.delays] == [300, 3600]
+    assert DEFAULT_RETRY_SCHEDULE.jitter == 0.25
+    assert (
+        "three attempts in all: the second 5 minutes after the first, the third 1 hour after "
+        "the second, each delay lengthened by up to 25 %"
+    ) in delivery
