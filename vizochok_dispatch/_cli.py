@@ -22,9 +22,8 @@ from pydantic import ValidationError
 
 from ._exceptions import DispatchError, SchemaNotReady
 from ._version import __version__
-from .tenants import _migrations
 from .tenants._crypto import KEYS_SETTING, new_key_line
-from .tenants._sql_store import ReencryptReport, SqlConfigStore, create_engine_for, safe_url
+from .tenants._sql_store import ReencryptReport, SqlConfigStore, safe_url
 from .tenants._tenants import IssuedKey, TenantDirectory, unknown_tenant
 from .webhooks._dispatcher import Dispatcher
 from .webhooks._settings import DispatchSettings
@@ -172,17 +171,17 @@ def db_upgrade(state: _State) -> None:
     settings = state.settings()
 
     async def upgrade() -> str | None:
-        # a migration may wait for another's lock: only the connection is bounded
-        engine = create_engine_for(
+        # the store's own upgrade: only the connection is bounded, and an unusable URL or an
+        # unreachable database is a StoreError saying why (one line, exit 1)
+        store = SqlConfigStore(
             settings.database_url,
-            connect_timeout=settings.database_connect_timeout_seconds,
-            statement_timeout=None,
+            auto_migrate=False,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
         )
         try:
-            await _migrations.upgrade(engine)
-            return await _migrations.current_revision(engine)
+            return await store.upgrade()
         finally:
-            await engine.dispose()
+            await store.close()
 
     revision = _run(upgrade)
     click.echo(f"{safe_url(settings.database_url)} is at revision {revision} (head)")

@@ -14,16 +14,21 @@ through ``DispatchSettings.secret_box()``, which refuses production without keys
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
+import sqlite3
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, cast
 
+import aiosqlite
 import structlog
 from sqlalchemy import Table, event, func, insert, or_, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -73,6 +78,53 @@ DEFAULT_STATEMENT_TIMEOUT_SECONDS: Final = 2.0
 _SQLITE_UNBOUNDED_BUSY_SECONDS: Final = 30.0
 
 
+#: The drivers the store runs on, per database: SQLAlchemy's async drivers for the two
+#: databases the migrations and the timeouts are written for.
+DRIVERS: Final = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+_MAX_PORT: Final = 65535
+_URL_FORMS: Final = (
+    "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user:password@host:port/database"
+)
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` can never be the store's database, found without connecting; or ``None``.
+
+    It must parse as SQLAlchemy's ``dialect+driver://user:password@host:port/database``, name
+    one of :data:`DRIVERS` (``sqlite+aiosqlite`` or ``postgresql+asyncpg``: a sync driver
+    such as ``sqlite://`` or ``mysql://`` cannot serve an async store), and give a port from
+    1 to 65535 if it gives one.  The message never holds the password.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"it does not read as a database URL ({_URL_FORMS})"
+    except ValueError:  # SQLAlchemy's int() of the port
+        return (
+            "its port is not a number from 1 to 65535 (an IPv6 address goes in brackets: "
+            "[::1]:5432)"
+        )
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in DRIVERS:
+        return f"{backend!r} databases are not supported: use {_URL_FORMS}"
+    if driver != DRIVERS[backend]:
+        named = f"the driver {driver!r}" if driver else "the default (sync) driver"
+        return (
+            f"{named} cannot serve the store: write {backend}+{DRIVERS[backend]}:// "
+            "(the store needs its async driver)"
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= _MAX_PORT:
+        return f"its port {parsed.port} is not from 1 to {_MAX_PORT}"
+    return None
+
+
+def checked_database_url(url: str) -> URL:
+    """``url`` parsed, or :class:`StoreError` saying why it is not usable (password masked)."""
+    if (problem := database_url_problem(url)) is not None:
+        raise StoreError(f"the database URL {safe_url(url)} is not usable: {problem}")
+    return make_url(url)
+
+
 def create_engine_for(
     url: str,
     *,
@@ -88,13 +140,15 @@ def create_engine_for(
     (how long a write waits for another writer).  ``statement_timeout=None`` leaves statements
     unbounded: migrations, which may wait for another process's migration lock.  In-memory
     SQLite shares one connection.
+
+    Raises :class:`StoreError` for a URL :func:`database_url_problem` refuses.
     """
-    parsed = make_url(url)
+    parsed = checked_database_url(url)
     backend = parsed.get_backend_name()
     options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
         busy = _SQLITE_UNBOUNDED_BUSY_SECONDS if statement_timeout is None else statement_timeout
-        options["connect_args"] = {"timeout": busy}
+        options["connect_args"] = {"timeout": busy, "async_creator_fn": _connect_aiosqlite}
         if parsed.database in (None, "", ":memory:"):
             options["poolclass"] = StaticPool
     else:
@@ -109,6 +163,30 @@ def create_engine_for(
         busy_ms = int(options["connect_args"]["timeout"] * 1000)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
     return engine
+
+
+async def _connect_aiosqlite(*args: Any, **kwargs: Any) -> aiosqlite.Connection:  # noqa: ANN401 - the dialect's connect arguments
+    """Open an aiosqlite connection; if opening fails, wait for its worker thread to end.
+
+    aiosqlite stops the thread of a connection that failed to open without waiting for it,
+    and the thread then reports back into the event loop; once ``asyncio.run`` has closed
+    that loop, the report raises ``RuntimeError: Event loop is closed`` in the thread.
+    Waiting here (off the loop) ends the thread while its loop still runs.
+    """
+    connection = aiosqlite.connect(*args, **kwargs)
+    thread: threading.Thread | None = getattr(connection, "_thread", None)
+    if thread is not None:
+        thread.daemon = True  # as SQLAlchemy's own connect does: never blocks interpreter exit
+    try:
+        return await connection
+    except BaseException:
+        if thread is not None and thread.is_alive():
+            await asyncio.shield(asyncio.to_thread(thread.join, _THREAD_STOP_SECONDS))
+        raise
+
+
+#: How long a failed connection's worker thread is waited for (it has one queued step left).
+_THREAD_STOP_SECONDS: Final = 5.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_ms: int) -> None:  # noqa: ANN401 - DB-API objects are untyped
@@ -131,12 +209,108 @@ def safe_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except Exception:
-        return "<unparsable database URL>"
+        return _masked_unparsable(url)
     hidden = [name for name in parsed.query if name.lower() in _PASSWORD_PARAMETERS]
     shown = parsed.difference_update_query(hidden).render_as_string(hide_password=True)
     if hidden:
         shown += ("&" if "?" in shown else "?") + "&".join(f"{n}=***" for n in hidden)
     return shown
+
+
+_PASSWORD_QUERY: Final = re.compile(
+    r"([?&](?:" + "|".join(sorted(_PASSWORD_PARAMETERS)) + r")=)[^&]*", re.IGNORECASE
+)
+
+
+def _masked_unparsable(url: str) -> str:
+    """A URL SQLAlchemy cannot parse, shown with everything before the host hidden.
+
+    Without a parse there is no telling where a password ends, so the whole user part (up
+    to the last ``@``) is ``***``, and so is any password query parameter; a URL without
+    ``@`` shows its scheme only (what looks like a host may be a password).
+    """
+    scheme, sep, rest = url.partition("://")
+    prefix = f"{scheme}://" if sep else ""
+    after_scheme = rest if sep else url
+    if "@" not in after_scheme:
+        return f"{prefix}<unparsable>" if sep else "<unparsable database URL>"
+    host_part = after_scheme.rpartition("@")[2]
+    return _PASSWORD_QUERY.sub(r"\1***", f"{prefix}***@{host_part}")
+
+
+#: SQLSTATE codes a server answers a refused connection with (PostgreSQL's appendix A).
+_INVALID_CATALOG_NAME: Final = "3D000"
+_LOGIN_REFUSED: Final = frozenset({"28000", "28P01"})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (a DB-API error's ``orig``, causes, contexts), outer first."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(found) < 20:  # a bound: a chain is a few links long
+        current = pending.pop(0)
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return found
+
+
+def database_error_reason(exc: BaseException, url: str) -> str:
+    """What went wrong reaching the database at ``url``, in words, never with the password.
+
+    Known causes are named with what to do: a database the server does not have, a refused
+    login, a host that does not resolve, a refused connection, no answer in time, a SQLite
+    file whose folder is missing.  A driver's message is not quoted (an SQLAlchemy error
+    carries its statement and parameters), except SQLite's, which names the condition only;
+    anything else is named by its type.
+    """
+    causes = _causes(exc)
+    parsed = make_url(url)
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    for cause in causes:
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if state == _INVALID_CATALOG_NAME:
+            return (
+                f"the database {parsed.database!r} does not exist on the server at {where}: "
+                "create it (createdb), or correct the URL"
+            )
+        if state in _LOGIN_REFUSED:
+            return (
+                f"the server at {where} refused the login of user {parsed.username!r}: check "
+                "the user name and password"
+            )
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return f"the host name {parsed.host!r} does not resolve (DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"nothing accepts connections at {where} (is the database server running?)"
+        if isinstance(cause, TimeoutError):
+            return f"the database at {where} did not answer in time"
+    for cause in causes:
+        if isinstance(cause, sqlite3.Error):
+            # SQLite's messages name the condition only ("database is locked"), no values
+            if str(cause) == "unable to open database file":
+                return _sqlite_file_reason(parsed)
+            return f"SQLite says: {cause}"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(cause).__name__}: {cause.strerror}"
+    innermost = causes[-1]
+    return f"{type(innermost).__name__} from the database driver"
+
+
+def _sqlite_file_reason(parsed: URL) -> str:
+    """Why a SQLite file cannot be opened: its folder is missing, or is no folder we may use."""
+    path = Path(parsed.database or "")
+    folder = path.parent
+    if not folder.exists():
+        return f"the folder {folder} does not exist: create it, or point the URL elsewhere"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if path.exists() and not path.is_file():
+        return f"{path} is not a database file (it is a folder or a device)"
+    return f"the database file {path} cannot be opened or created here (check permissions)"
 
 
 class SqlConfigStore:
@@ -186,11 +360,25 @@ class SqlConfigStore:
                     connect_timeout=self._connect_timeout,
                     statement_timeout=self._statement_timeout,
                 )
-            except (SQLAlchemyError, ValueError) as exc:  # e.g. a port that is not a number
+            except (SQLAlchemyError, ImportError, ValueError) as exc:  # past the URL's checks
                 raise StoreError(
                     f"the database URL {safe_url(self._url)} is not usable: {type(exc).__name__}"
                 ) from None
         return self._engine
+
+    def create_engine(self) -> AsyncEngine:
+        """A new engine on this store's database with its timeouts, for work whose connections
+        must not take this store's (the event worker's); the caller disposes of it."""
+        try:
+            return create_engine_for(
+                self._url,
+                connect_timeout=self._connect_timeout,
+                statement_timeout=self._statement_timeout,
+            )
+        except (SQLAlchemyError, ValueError) as exc:
+            raise StoreError(
+                f"the database URL {safe_url(self._url)} is not usable: {type(exc).__name__}"
+            ) from None
 
     async def open(self) -> None:
         """Check (or, when allowed, migrate) the schema once."""
@@ -214,10 +402,8 @@ class SqlConfigStore:
                 await _migrations.ensure_current(self.engine)
         except StoreError:
             raise
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(
-                f"cannot open the config store at {safe_url(self._url)}: {type(exc).__name__}"
-            ) from exc
+        except _DATABASE_ERRORS as exc:
+            raise self._cannot_open(exc) from exc
         if self._box is None and self._database_file is not None:
             # the embedded default: the key lives beside the database (after the database
             # opened, so a missing folder is reported as the store's error, not the key's)
@@ -257,7 +443,15 @@ class SqlConfigStore:
         """
         needed = await self._encrypted_key_ids()
         if needed and not await self._any_readable(box):
-            raise SecretUnreadable(_wrong_keys_setting(needed, box))
+            async with self._guard(), self.engine.connect() as conn:
+                rows = await conn.execute(
+                    select(_T.c.tenant_id)
+                    .where(_T.c.secret.startswith("v1.", autoescape=True))
+                    .order_by(_T.c.tenant_id)
+                    .limit(_NAMED_TENANTS + 1)
+                )
+                tenants = [str(tenant_id) for (tenant_id,) in rows]
+            raise SecretUnreadable(_wrong_keys_setting(needed, box, tenants))
 
     async def _encrypted_key_ids(self) -> list[str]:
         """Some key ids stored secrets are encrypted with (none: no encrypted secret)."""
@@ -276,6 +470,25 @@ class SqlConfigStore:
         async with self._guard(), self.engine.connect() as conn:
             row = (await conn.execute(select(_T.c.tenant_id).where(readable).limit(1))).first()
         return row is not None
+
+    def _cannot_open(self, exc: BaseException) -> StoreError:
+        reason = database_error_reason(exc, self._url)
+        return StoreError(f"cannot open the config store at {safe_url(self._url)}: {reason}")
+
+    async def upgrade(self) -> str | None:
+        """Migrate the database to the newest schema; the revision it is then at.
+
+        What ``vizochok-dispatch db upgrade`` runs: statements are not bounded (a migration
+        may wait for another's lock), the connection is.  Any failure to reach or open the
+        database is a :class:`StoreError` saying why (see :func:`database_error_reason`).
+        """
+        try:
+            await self._migrate()
+            return await _migrations.current_revision(self.engine)
+        except StoreError:
+            raise
+        except _DATABASE_ERRORS as exc:
+            raise self._cannot_open(exc) from exc
 
     async def _migrate(self) -> None:
         """Upgrade the schema on an engine of its own whose statements are not bounded: a
@@ -481,10 +694,16 @@ class _StoreErrors:
     ) -> None:
         if exc is None or isinstance(exc, self._passthrough):
             return
-        if isinstance(exc, SQLAlchemyError | OSError):
+        if isinstance(exc, _DATABASE_ERRORS):
             raise StoreError(
-                f"config store at {safe_url(self._url)} failed: {type(exc).__name__}"
+                f"config store at {safe_url(self._url)} failed: "
+                f"{database_error_reason(exc, self._url)}"
             ) from exc
+
+
+#: What reaching a database can raise: the driver's errors (wrapped by SQLAlchemy, or raw
+#: from a connect: OSError, TimeoutError) and SQLite's own.
+_DATABASE_ERRORS: Final = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
 def _to_config(row: Any, secret: str) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
@@ -528,9 +747,15 @@ def _wrong_key_file(database: Path, key_file: Path, key_ids: list[str], box: Sec
     )
 
 
-def _wrong_keys_setting(key_ids: list[str], box: SecretBox) -> str:
+#: Tenants named in a refusal: enough to recognise the deployment, bounded for the log line.
+_NAMED_TENANTS = 5
+
+
+def _wrong_keys_setting(key_ids: list[str], box: SecretBox, tenants: list[str]) -> str:
+    named = ", ".join(tenants[:_NAMED_TENANTS]) + (", ..." if len(tenants) > _NAMED_TENANTS else "")
     return (
-        f"the webhook secrets in the config store are encrypted with key {', '.join(key_ids)}, "
+        f"the webhook secrets in the config store (tenants {named}) are encrypted with key "
+        f"{', '.join(key_ids)}, "
         f"and {KEYS_SETTING} holds only {', '.join(box.key_ids)}. Add that key's line "
         f"(key_id:base64key) to {KEYS_SETTING}: the first key encrypts, every key decrypts. "
         f"{_LOST_KEY_ADVICE}"
