@@ -159,13 +159,27 @@ def merge_config(
 
 
 def _tenant_id_problem(tenant_id: object) -> str | None:
+    """Why ``tenant_id`` is no tenant's id, or ``None``: text of 1 to 128 characters, not
+    blank, that encodes as UTF-8 and holds no control or other non-printable characters.
+    The stores refuse to save any other id, and the dispatcher refuses to be called with
+    one (``InvalidCall``), so such text never reaches a query or a log line."""
     if not isinstance(tenant_id, str) or not tenant_id.strip():
         return "must be a non-empty string"
     if len(tenant_id) > MAX_TENANT_ID_CHARS:
         return f"must be at most {MAX_TENANT_ID_CHARS} characters"
+    if not tenant_id.isascii() and not _encodes(tenant_id):
+        return "must be valid Unicode text (it holds a lone surrogate)"
     if not tenant_id.isprintable():
         return "must not contain control characters"
     return None
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def url_problem(value: object, *, allow_http: bool) -> str | None:

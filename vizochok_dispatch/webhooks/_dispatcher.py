@@ -7,6 +7,7 @@ tests neither sleep nor touch the network unless they mean to.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from types import TracebackType
@@ -22,7 +23,7 @@ from ..events import _tables as _event_tables  # noqa: F401 - its tables join th
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
 from ..tenants._cache import CachedConfigStore
-from ..tenants._config import WebhookConfig, url_problem
+from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
 from . import _cart, _products
@@ -198,6 +199,7 @@ class Dispatcher:
         deadline: float | None = None,
     ) -> tuple[ProductsResult, Delivery | None]:
         """:meth:`check_products` plus the delivery record (attempts, timings) for reports."""
+        _check_call(tenant_id, deadline)
         wanted = _products.unique_skus(skus)
         _require_text(store_id, "store_id")
         if not wanted:
@@ -410,6 +412,7 @@ class Dispatcher:
         parse: Callable[[bytes], _R],
         deadline: float | None,
     ) -> tuple[_R, Delivery | None]:
+        _check_call(tenant_id, deadline)
         deadline_at = None if deadline is None else self._clock.monotonic() + deadline
         log = _log.bind(tenant_id=tenant_id, webhook=webhook)
         delivery: Delivery | None = None
@@ -529,3 +532,26 @@ def _cart_detail(result: object) -> str | None:
 
 def _require_text(value: object, field: Literal["store_id", "session_id"]) -> None:
     checked_text(value, field, STORE_ID if field == "store_id" else SESSION_ID)
+
+
+#: The longest ``deadline=`` a call takes, in seconds (a chat turn waits far less).
+MAX_DEADLINE_SECONDS = 86_400.0
+
+
+def _check_call(tenant_id: object, deadline: object) -> None:
+    """:class:`InvalidCall` for a tenant id no store accepts (the config rule, so nothing
+    later, a log line included, meets text it cannot encode) or a deadline that is not a
+    finite number of seconds up to :data:`MAX_DEADLINE_SECONDS` (0 or less: already spent)."""
+    if (problem := _tenant_id_problem(tenant_id)) is not None:
+        raise InvalidCall(f"tenant_id {problem}")
+    if deadline is None:
+        return
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        raise InvalidCall("deadline must be a number of seconds, or None")
+    # compared before any float conversion: a huge int cannot become a float
+    if not (isinstance(deadline, int) or math.isfinite(deadline)) or not (
+        -MAX_DEADLINE_SECONDS <= deadline <= MAX_DEADLINE_SECONDS
+    ):
+        raise InvalidCall(
+            f"deadline must be a finite number of seconds, at most {MAX_DEADLINE_SECONDS:g}"
+        )
