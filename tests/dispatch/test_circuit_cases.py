@@ -1,8 +1,9 @@
 """What counts against an endpoint, and which circuit is whose (issue 9, cases 5 and 6).
 
 Only timeouts, connection failures and 5xx count; a call the caller gave up on counts for
-nothing.  Circuits belong to the URL configured now: a new URL starts closed, old circuits
-are forgotten, and cart GET's per-session query is not a new endpoint.
+nothing.  Circuits belong to the URL configured now, under the configuration they opened
+under: a new URL (also one changed away and back) or any other save starts closed, old
+circuits are forgotten, and cart GET's per-session query is not a new endpoint.
 """
 
 from __future__ import annotations
@@ -244,4 +245,62 @@ def test_a_late_outcome_for_an_old_url_never_shows_as_the_new_urls():
     assert breakers.state("t1", "products", old[2]) is CircuitState.OPEN
     assert breakers.admit(new, 0.0) is Admission.CALL
     assert breakers.state("t1", "products", old[2]) is CircuitState.CLOSED
+    assert len(breakers) == 0
+
+
+async def test_a_url_changed_away_and_back_starts_a_closed_circuit():
+    """A circuit belongs to the config it opened under: a URL changed away and back, with no
+    call in between, shows and gets a closed circuit (the next call is sent)."""
+    fake, router = FakeTime(), respx.Router()
+    fixed = "https://fixed.example/vizochok/check-products"
+    dead = router.post(PRODUCTS_URL).mock(side_effect=httpx.ConnectError("refused"))
+    router.post(fixed).mock(return_value=httpx.Response(200, json=OK))
+    async with await respx_dispatcher(router, fake, circuit_failure_threshold=2) as d:
+        for _ in range(2):
+            await d.check_products("t1", skus=["a"], store_id="s")
+        opened = d.circuit_states("t1", await d.store.get_config("t1"))["products"]
+        away = await d.store.save_config("t1", products_url=fixed)
+        shown_away = d.circuit_states("t1", away)["products"]
+        back = await d.store.save_config("t1", products_url=PRODUCTS_URL)
+        shown_back = d.circuit_states("t1", back)["products"]
+        probe_in = d.circuit_next_probe_in("t1", "products", back)
+        result = await d.check_products("t1", skus=["a"], store_id="s")
+    assert (opened, shown_away, shown_back, probe_in) == ("open", "closed", "closed", None)
+    assert result.failure == "connect_error", "sent, not refused as circuit_open"
+    assert dead.call_count == 3
+
+
+async def test_any_save_of_the_config_starts_its_circuits_closed():
+    """A new timeout (the URL unchanged) is a new configuration: its circuit starts closed."""
+    fake, router = FakeTime(), respx.Router()
+    dead = router.post(PRODUCTS_URL).mock(side_effect=httpx.ConnectError("refused"))
+    async with await respx_dispatcher(router, fake, circuit_failure_threshold=2) as d:
+        for _ in range(2):
+            await d.check_products("t1", skus=["a"], store_id="s")
+        before = await d.check_products("t1", skus=["a"], store_id="s")
+        saved = await d.store.save_config("t1", timeout_seconds=3.0)
+        shown = d.circuit_states("t1", saved)["products"]
+        after = await d.check_products("t1", skus=["a"], store_id="s")
+    assert before.failure == "circuit_open"
+    assert shown == "closed" and after.failure == "connect_error"
+    assert dead.call_count == 3
+
+
+def test_a_circuit_is_the_configs_it_opened_under():
+    """Breakers: the same URL under another config generation is a closed circuit, and
+    calling under it forgets the old one."""
+    breakers = Breakers(BreakerPolicy(failure_threshold=1), on_change=lambda *_: None)
+    key = ("t1", "products", "https://tenant.example/p")
+    breakers.admit(key, 0.0, config=(1, None))
+    breakers.record(key, 0.0, down=True, config=(1, None))
+    opened = breakers.state("t1", "products", key[2], config=(1, None))
+    other = breakers.state("t1", "products", key[2], config=(3, None))
+    admitted = breakers.admit(key, 1.0, config=(3, None))
+    old_after = breakers.state("t1", "products", key[2], config=(1, None))
+    assert (opened, other, admitted, old_after) == (
+        CircuitState.OPEN,
+        CircuitState.CLOSED,
+        Admission.CALL,
+        CircuitState.CLOSED,
+    )
     assert len(breakers) == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -345,6 +345,7 @@ class Dispatcher:
                     tenant_id,
                     webhook,
                     None if config is None else _configured_url(config, webhook) or "",
+                    config=None if config is None else _generation(config),
                 )
             )
             for webhook in _WEBHOOKS
@@ -359,7 +360,9 @@ class Dispatcher:
         url = _configured_url(config, webhook)
         if url is None:
             return None
-        return self._breakers.next_probe_in(tenant_id, webhook, url, self._clock.monotonic())
+        return self._breakers.next_probe_in(
+            tenant_id, webhook, url, self._clock.monotonic(), config=_generation(config)
+        )
 
     def _counts_as_down(self, delivery: Delivery, deadline_at: float | None) -> bool | None:
         """Whether the delivery counts against the endpoint; ``None``: it counts for nothing.
@@ -429,9 +432,10 @@ class Dispatcher:
             # The circuit is the configured URL's: cart GET's per-session query is not a
             # new endpoint.
             key = (tenant_id, webhook, _configured_url(config, webhook) or url)
+            generation = _generation(config)
             if not self._bulkhead.try_enter(tenant_id):
                 return _failed(log, on_failure, BULKHEAD_FULL, None), None
-            admission = self._breakers.admit(key, self._clock.monotonic())
+            admission = self._breakers.admit(key, self._clock.monotonic(), config=generation)
             if admission is Admission.REFUSED:
                 self._bulkhead.leave(tenant_id)
                 return _failed(log, on_failure, CIRCUIT_OPEN, None), None
@@ -449,7 +453,9 @@ class Dispatcher:
                 down = self._counts_as_down(delivery, deadline_at)
             finally:
                 self._bulkhead.leave(tenant_id)
-                self._breakers.settle(key, admission, self._clock.monotonic(), down=down)
+                self._breakers.settle(
+                    key, admission, self._clock.monotonic(), down=down, config=generation
+                )
             if delivery.body is None:
                 detail = delivery.failure or INTERNAL_ERROR
                 return _failed(log, on_failure, detail, delivery), delivery
@@ -487,6 +493,11 @@ def _configured_url(config: WebhookConfig, webhook: str) -> str | None:
     if webhook == "cart":
         return config.cart_url
     return config.cart_get_url
+
+
+def _generation(config: WebhookConfig) -> Hashable:
+    """Which save of the config this is: a circuit opened under one is not another's."""
+    return (config.version, config.updated_at)
 
 
 def _warn_unguarded(kind: str, injected: object) -> None:

@@ -6,9 +6,11 @@
   ``cooldown_seconds``; then one probe goes through, and its success closes the circuit (its
   failure opens it again).  Nothing else counts: not a 4xx, not a bad body, and not a call
   the caller gave up on (cancelled, or cut short by the caller's own deadline), which
-  counts for nothing and, if it was the probe, frees the probe slot.  Each (tenant, webhook)
-  keeps only the circuit of the URL it calls now: a new URL starts closed and the old
-  circuit is forgotten, so memory is bounded by the tenants, not by their URL changes.
+  counts for nothing and, if it was the probe, frees the probe slot.  A circuit belongs to
+  the configuration it was opened under (the URL, and the config's version): any save of the
+  config since (a new URL, also one changed away and back; a new timeout or secret) starts
+  it closed.  Each (tenant, webhook) keeps only the circuit of the configuration it calls
+  now, so memory is bounded by the tenants, not by their URL changes.
 - A bulkhead per tenant: at most ``max_in_flight`` calls of one tenant at a time; the next
   fails at once with ``bulkhead_full``, so a hung tenant holds a bounded share of the
   connection pool and everyone else keeps their latency.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from ._results import CONNECT_ERROR, HTTP_STATUS, TIMEOUT, Delivery
@@ -116,17 +118,25 @@ BreakerKey = tuple[str, str, str]  # tenant, webhook, configured URL
 @dataclass(slots=True)
 class _Tracked:
     url: str
+    #: The configuration the circuit belongs to (the dispatcher passes the config's version
+    #: and save time); a call under another one starts a closed circuit.
+    config: Hashable
     circuit: CircuitBreaker
+
+    def belongs_to(self, url: str, config: Hashable) -> bool:
+        return self.url == url and self.config == config
 
 
 class Breakers:
     """The circuits of every endpoint this process calls, created on the first failure.
 
-    One entry per (tenant, webhook), holding the circuit of the URL last called; a call to
-    another URL drops it (the new URL starts closed).  An outcome that arrives for a URL that
-    is no longer tracked (a call in flight across a URL change) is ignored if it is a
-    success, and starts the new URL's circuit over if it is a failure; so a URL change can
-    delay an opening by a few failures, never show one URL's state for another.
+    One entry per (tenant, webhook), holding the circuit of the URL last called under the
+    configuration ``config`` (any hashable the caller chooses: the dispatcher passes the
+    config's version and save time); a call to another URL, or under another configuration,
+    drops it (and starts closed).  An outcome that arrives for a circuit no longer tracked
+    (a call in flight across a save) is ignored if it is a success, and starts the circuit
+    over if it is a failure; so a save can delay an opening by a few failures, never show
+    one configuration's state for another.
     """
 
     def __init__(
@@ -143,14 +153,16 @@ class Breakers:
         """How many circuits are kept (at most one per tenant and webhook)."""
         return len(self._circuits)
 
-    def admit(self, key: BreakerKey, now: float) -> Admission:
-        """Whether a call to ``key`` may go out now, and whether it is the half-open probe."""
+    def admit(self, key: BreakerKey, now: float, *, config: Hashable = None) -> Admission:
+        """Whether a call to ``key`` under ``config`` may go out now, and whether it is the
+        half-open probe."""
         tenant, webhook, url = key
         tracked = self._circuits.get((tenant, webhook))
         if tracked is None:
             return Admission.CALL
-        if tracked.url != url:
-            del self._circuits[tenant, webhook]  # the URL changed: its old circuit is moot
+        if not tracked.belongs_to(url, config):
+            # the URL or the configuration changed since: the old circuit is moot
+            del self._circuits[tenant, webhook]
             return Admission.CALL
         circuit = tracked.circuit
         before = circuit.state
@@ -159,14 +171,14 @@ class Breakers:
             self._on_change(key, before, circuit.state)
         return admission
 
-    def record(self, key: BreakerKey, now: float, *, down: bool) -> None:
+    def record(self, key: BreakerKey, now: float, *, down: bool, config: Hashable = None) -> None:
         """Feed an outcome back; reports a state change."""
         tenant, webhook, url = key
         tracked = self._circuits.get((tenant, webhook))
-        if tracked is None or tracked.url != url:
+        if tracked is None or not tracked.belongs_to(url, config):
             if not down:
                 return
-            tracked = _Tracked(url, CircuitBreaker(self.policy))
+            tracked = _Tracked(url, config, CircuitBreaker(self.policy))
             self._circuits[tenant, webhook] = tracked
         circuit = tracked.circuit
         before = circuit.state
@@ -175,35 +187,49 @@ class Breakers:
             self._on_change(key, before, circuit.state)
 
     def settle(
-        self, key: BreakerKey, admission: Admission, now: float, *, down: bool | None
+        self,
+        key: BreakerKey,
+        admission: Admission,
+        now: float,
+        *,
+        down: bool | None,
+        config: Hashable = None,
     ) -> None:
         """Close one admitted call: :meth:`record` its outcome, or, when it has none
         (``down is None``: cancelled, or cut short by the caller), :meth:`abandon` it."""
         if down is None:
-            self.abandon(key, admission)
+            self.abandon(key, admission, config=config)
         else:
-            self.record(key, now, down=down)
+            self.record(key, now, down=down, config=config)
 
-    def abandon(self, key: BreakerKey, admission: Admission) -> None:
+    def abandon(self, key: BreakerKey, admission: Admission, *, config: Hashable = None) -> None:
         """An admitted call ended without an outcome: count nothing, free a probe's slot."""
         tenant, webhook, url = key
         tracked = self._circuits.get((tenant, webhook))
-        if tracked is not None and tracked.url == url:
+        if tracked is not None and tracked.belongs_to(url, config):
             tracked.circuit.abandon(admission)
 
-    def state(self, tenant: str, webhook: str, url: str | None) -> CircuitState:
-        """The circuit of ``url`` (closed when it never failed); ``None``: of the URL last
-        called, whatever it is."""
+    def state(
+        self, tenant: str, webhook: str, url: str | None, *, config: Hashable = None
+    ) -> CircuitState:
+        """The circuit of ``url`` under ``config`` (closed when it never failed there);
+        ``url=None``: of the URL last called, whatever it is and under whatever config."""
         tracked = self._circuits.get((tenant, webhook))
-        if tracked is None or (url is not None and tracked.url != url):
+        if tracked is None or (url is not None and not tracked.belongs_to(url, config)):
             return CircuitState.CLOSED
         return tracked.circuit.state
 
-    def next_probe_in(self, tenant: str, webhook: str, url: str, now: float) -> float | None:
-        """Seconds until the open circuit of ``url`` lets its one probe through (0: the probe
-        may go, or is under way); ``None`` when that circuit is closed."""
+    def next_probe_in(
+        self, tenant: str, webhook: str, url: str, now: float, *, config: Hashable = None
+    ) -> float | None:
+        """Seconds until the open circuit of ``url`` under ``config`` lets its one probe
+        through (0: the probe may go, or is under way); ``None`` when that circuit is closed."""
         tracked = self._circuits.get((tenant, webhook))
-        if tracked is None or tracked.url != url or tracked.circuit.state is CircuitState.CLOSED:
+        if (
+            tracked is None
+            or not tracked.belongs_to(url, config)
+            or tracked.circuit.state is CircuitState.CLOSED
+        ):
             return None
         circuit = tracked.circuit
         if circuit.state is CircuitState.HALF_OPEN:
