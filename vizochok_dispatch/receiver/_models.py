@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import ClassVar, Final
 
 from ..contract import _json
-from ..contract._money import MONEY, QUANTITY, AmountRule, checked_amount
+from ..contract._money import MONEY, QUANTITY, AmountRule, checked_amount, magnitude_problem
 from ..contract._text import NAME, PROMO_LABEL, REASON, SKU, UNIT, TextRule, text_problem
 
 #: The dispatcher keeps a refusal reason only up to this length (docs/webhooks.md §5).
@@ -26,8 +26,8 @@ def _amount(value: object, field: str, rule: AmountRule = MONEY) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         kind = type(value).__name__
         raise TypeError(f"{field} must be a Decimal (or int), not {kind}: floats round money")
-    if isinstance(value, int) and abs(value) > rule.maximum:
-        raise ValueError(f"{field} must be at most {rule.maximum}")  # before any conversion
+    if isinstance(value, int) and (problem := magnitude_problem(value, rule)) is not None:
+        raise ValueError(f"{field} {problem}")  # before any conversion: int vs int is cheap
     number = value if isinstance(value, Decimal) else Decimal(value)
     return checked_amount(number, field, rule)
 
