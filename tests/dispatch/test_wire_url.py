@@ -21,7 +21,14 @@ from yarl import URL
 from tests.dispatch.conftest import LOOPBACK_NETWORKS, SECRET
 from tests.support.fakes import FakeTime
 from tests.support.loopback import Received, Reply, serve
-from vizochok_dispatch import Dispatcher, DispatchSettings, InMemoryConfigStore, run_test_fire
+from vizochok_dispatch import (
+    Dispatcher,
+    DispatchSettings,
+    InMemoryConfigStore,
+    InvalidConfig,
+    SqlConfigStore,
+    run_test_fire,
+)
 from vizochok_dispatch.http._wire import wire_url
 
 pytestmark = pytest.mark.loopback
@@ -29,7 +36,8 @@ pytestmark = pytest.mark.loopback
 PRODUCTS = {"products": [{"sku": "a", "price": 1, "in_stock": True}]}
 
 #: Configured path and query -> the request target that must go out.  Everything a URI
-#: allows is sent as written; only the fragment goes, and ``.``/``..`` segments resolve.
+#: allows is sent as written; only the fragment goes (``.``/``..`` path segments and an empty
+#: ``?``, which clients rewrite, are refused at save: see below).
 TARGETS = [
     ("/hook?token=Ab%2FcD&sig=x%27y", "/hook?token=Ab%2FcD&sig=x%27y"),
     ("/a%2fb/c+d'e?q=a+b&r=it's&s=%7e%7E&t=%25%2B", "/a%2fb/c+d'e?q=a+b&r=it's&s=%7e%7E&t=%25%2B"),
@@ -37,7 +45,8 @@ TARGETS = [
     ("/p?x=%E4%F6&y=%C3%A4", "/p?x=%E4%F6&y=%C3%A4"),
     ("/p?x=1#", "/p?x=1"),
     ("/p#", "/p"),
-    ("/a/./b/../c?x=./..", "/a/c?x=./.."),
+    ("/a/.b/..c/...?x=./..&y=%2e%2e/..", "/a/.b/..c/...?x=./..&y=%2e%2e/.."),
+    ("/a/%2e%2e/b;v=..?x=[1]&e=%zz", "/a/%2e%2e/b;v=..?x=[1]&e=%zz"),
 ]
 
 #: store_id / session_id values that must survive the query encoding unchanged.
@@ -157,7 +166,7 @@ async def test_a_report_with_nothing_sent_shows_the_url_as_it_would_go_out():
     router = respx.Router()
     router.post(url__startswith="https://tenant.example/a/p").mock(return_value=httpx.Response(500))
     store = InMemoryConfigStore()
-    configured = "https://Tenant.example:443/a/./p?x=%2F&y='#"
+    configured = "https://Tenant.example:443/a/p?x=%2F&y='#"
     await store.save_config("t1", products_url=configured, cart_url=configured, secret=SECRET)
     fake = FakeTime()
     with capture_logs():
@@ -173,3 +182,78 @@ async def test_a_report_with_nothing_sent_shows_the_url_as_it_would_go_out():
         held = await run_test_fire(d, "t1")
     assert (sent.detail, held.detail) == ("http_status", "circuit_open")
     assert sent.url == held.url == "https://tenant.example/a/p?x=%2F&y='"
+
+
+#: Request targets an HTTP client would not send as written: refused at save, naming why.
+REWRITTEN = [
+    ("/u/p/../q?x=%2e%2e", "'.' or '..' path segments"),
+    ("/u/./p", "'.' or '..' path segments"),
+    ("/u/..", "'.' or '..' path segments"),
+    ("/u/p?", "empty '?'"),
+    ("?", "empty '?'"),
+    ("/u/p?#", "empty '?'"),
+    ('/a"b', "characters a URL cannot carry"),
+    ("/a<b>", "characters a URL cannot carry"),
+    ("/a{b}?x={y}", "characters a URL cannot carry"),
+    ("/a`b", "characters a URL cannot carry"),
+    ("/a|b", "characters a URL cannot carry"),
+    ("/a\\b", "characters a URL cannot carry"),
+    ("/a?x=^", "characters a URL cannot carry"),
+]
+
+
+@pytest.mark.parametrize("field", ["products_url", "cart_url", "cart_get_url"])
+@pytest.mark.parametrize(("configured", "why"), REWRITTEN)
+async def test_a_url_a_client_would_rewrite_is_refused_at_save(field, configured, why):
+    """Save: a URL whose request target would not go out as written is refused, the field
+    and the reason named (webhooks.md §1), and nothing is stored."""
+    store = InMemoryConfigStore()
+    urls = {
+        "products_url": "https://shop.example/p",
+        "cart_url": "https://shop.example/c",
+        field: "https://shop.example" + configured,
+    }
+    with pytest.raises(InvalidConfig) as caught:
+        await store.save_config("t1", **urls)
+    assert [e.field for e in caught.value.errors] == [field]
+    assert why in caught.value.errors[0].message
+    assert await store.get_config("t1") is None
+
+
+@pytest.mark.parametrize("engine", engines())
+async def test_a_url_stored_before_the_rule_goes_out_normalised(engine, tmp_path):
+    """A dot-segment or empty-? URL stored before the save rule is sent in its normalised
+    form on every transport, and the test-fire report shows that form."""
+    settings = DispatchSettings(allow_http=True, allowed_networks=LOOPBACK_NETWORKS)
+    async with serve(answer) as server:
+        store = SqlConfigStore(
+            f"sqlite+aiosqlite:///{tmp_path / 'legacy.db'}", rules=settings.config_rules()
+        )
+        await store.save_config(
+            "t1", products_url=server.url("/p"), cart_url=server.url("/c/x"), secret=SECRET
+        )
+        async with store.engine.begin() as conn:  # what a save before the rule left behind
+            await conn.exec_driver_sql(
+                "UPDATE webhook_configs SET products_url = ?, cart_get_url = ?",
+                (server.url("/u/p/../q?x=%2e%2e"), server.url("/u/g?")),
+            )
+        client = httpx.AsyncClient() if engine == "httpx_client" else None
+        transport = httpx.AsyncHTTPTransport() if engine == "httpx_transport" else None
+        try:
+            with capture_logs():
+                dispatcher = Dispatcher(
+                    store, settings=settings, transport=transport, client=client, owns_store=True
+                )
+            async with dispatcher as d:
+                products = await d.check_products("t1", skus=["a"], store_id="s")
+                loaded = await d.load_cart("t1", store_id="s", session_id="u")
+                report = await run_test_fire(d, "t1")
+        finally:
+            if client is not None:
+                await client.aclose()
+            if transport is not None:
+                await transport.aclose()
+    assert products.failure is None and loaded.loaded
+    targets = [r.target for r in server.received]
+    assert targets == ["/u/q?x=%2e%2e", "/u/g?store_id=s&session_id=u", "/u/q?x=%2e%2e"]
+    assert report.url == f"http://127.0.0.1:{server.port}/u/q?x=%2e%2e"

@@ -27,10 +27,12 @@ def wire_url(url: str) -> str:
     The path and query keep the configured bytes: percent-escapes (``%2F`` stays ``%2F``,
     in the case written), ``+``, ``'`` and every other character a URI allows are sent as
     written.  Only what a URI cannot carry is percent-encoded as UTF-8 (a space, ``"``,
-    ``<``, ``>``, non-ASCII; a saved URL holds none of these), the fragment is dropped (it is
-    never sent), ``.`` and ``..`` path segments are resolved (RFC 3986 §5.2.4, as every HTTP
-    client does), an empty ``?`` is dropped, and the host is lower-cased.  httpx's URL parser
-    does this; aiohttp is then handed the result as already encoded, so both send it as is.
+    ``<``, ``>``, non-ASCII), the fragment is dropped (it is never sent), ``.`` and ``..``
+    path segments are resolved (RFC 3986 §5.2.4, as every HTTP client does), an empty ``?``
+    is dropped, and the host is lower-cased.  A URL saved now holds none of what is rewritten
+    (``tenants._config.target_problems`` refuses it); one stored before that rule goes out
+    in this normalised form.  httpx's URL parser does this; aiohttp is then handed the
+    result as already encoded, so both send it as is.
     A URL httpx cannot parse is returned unchanged (its attempt fails as ``connect_error``).
     """
     try:

@@ -185,10 +185,12 @@ def _encodes(value: str) -> bool:
 def url_problem(value: object, *, allow_http: bool) -> str | None:
     """Why ``value`` is not an acceptable webhook URL, or ``None`` when it is.
 
-    The per-call check (the dispatcher's): docs/webhooks.md §1's rules only, so a URL stored before
-    the save-time host rules of :func:`url_problems` keeps working as it did.
+    The per-call check (the dispatcher's): docs/webhooks.md §1's rules only, so a URL stored
+    before the save-time rules of :func:`url_problems` (host names, the request target) keeps
+    working as it did; one with dot segments or an empty ``?`` goes out in the normalised form
+    ``http._wire.wire_url`` gives it (what the test-fire report's ``url`` shows).
     """
-    problems = _url_problems(value, allow_http=allow_http, host_rules=False)
+    problems = _url_problems(value, allow_http=allow_http, save_time=False)
     return problems[0] if problems else None
 
 
@@ -198,12 +200,47 @@ def url_problems(value: object, *, allow_http: bool) -> list[str]:
     The save-time check: docs/webhooks.md §1 (absolute ``https://``, no user or password, at most
     2048 characters) plus what makes a host impossible to reach: port 0, and a host name
     that breaks DNS syntax (RFC 1035 §2.3.4 lengths, RFC 1123 §2.1 labels); see
-    :func:`host_name_problems`.  Messages name the rule, never the value.
+    :func:`host_name_problems`; and what would not go out byte for byte as saved (see
+    :func:`target_problems`).  Messages name the rule, never the value.
     """
-    return _url_problems(value, allow_http=allow_http, host_rules=True)
+    return _url_problems(value, allow_http=allow_http, save_time=True)
 
 
-def _url_problems(value: object, *, allow_http: bool, host_rules: bool) -> list[str]:
+#: Printable ASCII that RFC 3986 allows nowhere in a URI (§2: not reserved, not unreserved):
+#: HTTP clients percent-encode some of them before sending (httpx: ``" < > { } `` and the
+#: backquote), so what went out would not be what was saved.
+_NOT_IN_A_URI: Final = frozenset('"<>\\^`{|}')
+
+
+def target_problems(value: str) -> list[str]:
+    """Why the request target of ``value`` would not go out exactly as written, or ``[]``.
+
+    The request target (path and query) is sent byte for byte (docs/webhooks.md §1), so a
+    URL whose target an HTTP client rewrites is refused rather than sent changed: ``.`` and
+    ``..`` path segments (RFC 3986 §5.2.4 resolves them: ``/u/p/../q`` would go out as
+    ``/u/q``), an empty query (``/u/p?`` would go out as ``/u/p``), and characters a URI may
+    not hold (:data:`_NOT_IN_A_URI`, which would go out percent-encoded).
+    """
+    problems: list[str] = []
+    if any(ch in _NOT_IN_A_URI for ch in value):
+        problems.append(
+            'must not contain " < > \\ ^ ` { | or } (characters a URL cannot carry; '
+            "percent-encode them, e.g. %7B for {)"
+        )
+    before_query, question, query = value.partition("#")[0].partition("?")
+    if any(segment in (".", "..") for segment in urlsplit(before_query).path.split("/")):
+        problems.append(
+            "must not contain '.' or '..' path segments (HTTP clients resolve them before "
+            "sending, so another path would go out: write the path they lead to)"
+        )
+    if question and not query:
+        problems.append(
+            "must not end with an empty '?' (HTTP clients drop it before sending: remove it)"
+        )
+    return problems
+
+
+def _url_problems(value: object, *, allow_http: bool, save_time: bool) -> list[str]:
     if not isinstance(value, str):
         return ["must be a string URL"]
     problems: list[str] = []
@@ -223,7 +260,8 @@ def _url_problems(value: object, *, allow_http: bool, host_rules: bool) -> list[
     except ValueError:
         return [*problems, "is not a valid URL"]
     problems.extend(_part_problems(parts, allow_http=allow_http))
-    if host_rules:
+    if save_time:
+        problems.extend(target_problems(value))
         if port == 0:
             problems.append("must not use port 0 (a port is 1 to 65535, or omitted for 443)")
         if parts.hostname:
