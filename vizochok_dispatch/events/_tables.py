@@ -12,7 +12,7 @@ database's ``now()``), so tests that move time move these too.  SQLite keeps no 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -36,12 +36,12 @@ from sqlalchemy.types import TypeDecorator
 from ..tenants._models import Base
 
 #: Delivery states (``event_deliveries.status``).
-PENDING = "pending"
-DELIVERED = "delivered"
-FAILED = "failed"
+PENDING: Final = "pending"
+DELIVERED: Final = "delivered"
+FAILED: Final = "failed"
 #: What started an attempt (``event_attempts.trigger``).
-SCHEDULED = "scheduled"
-MANUAL = "manual"
+SCHEDULED: Final = "scheduled"
+MANUAL: Final = "manual"
 
 
 class UtcDateTime(TypeDecorator[datetime]):

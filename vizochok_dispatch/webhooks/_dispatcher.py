@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver
 
 from .._exceptions import InvalidCall, StoreError
 from ..contract._text import SESSION_ID, STORE_ID, checked_text
-from ..events import _tables as _event_tables  # noqa: F401 - its tables join the schema
+from ..events._service import EventService
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
 from ..tenants._cache import CachedConfigStore
@@ -126,6 +126,19 @@ class Dispatcher:
             max_response_bytes=self.settings.max_response_bytes,
             retry=retry or RetryPolicy(),
         )
+        # Event webhooks go out through the same sender (and SSRF guard), clock and sleep.
+        self._events = EventService(
+            store,
+            send=send,
+            clock=self._clock,
+            sleep=sleep,
+            rules=self.settings.config_rules(),
+            schedule=self.settings.event_retry_schedule,
+            worker=self.settings.event_worker,
+            concurrency=self.settings.event_worker_concurrency,
+            per_endpoint=self.settings.event_max_in_flight_per_endpoint,
+            poll_seconds=self.settings.event_poll_seconds,
+        )
 
     @classmethod
     def from_database_url(cls, url: str | None = None, /, **overrides: Any) -> Self:  # noqa: ANN401 - settings fields
@@ -154,8 +167,19 @@ class Dispatcher:
         )
         return cls(store, settings=settings, owns_store=True, **options)
 
+    @property
+    def events(self) -> EventService:
+        """Event webhooks: endpoints, ``publish``, ``drain``, ``deliveries`` (needs a SQL
+        store; the embedded worker starts with ``async with`` unless VIZOCHOK_EVENT_WORKER=off)."""
+        return self._events
+
     async def __aenter__(self) -> Self:
         await self.store.open()
+        try:
+            await self._events.start()
+        except BaseException:
+            await self.aclose()  # a refused start leaves nothing open
+            raise
         return self
 
     async def __aexit__(
@@ -167,7 +191,8 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the transport and store this dispatcher created."""
+        """Stop the event worker, then close the transport and store this dispatcher created."""
+        await self._events.aclose()
         if self._owned_transport is not None:
             await self._owned_transport.aclose()
         await self.store.stop_refreshing()

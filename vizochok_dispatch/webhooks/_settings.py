@@ -104,6 +104,17 @@ class DispatchSettings(BaseSettings):
     #: and a unit, ms s m h d; ``none``: one attempt), kept exactly. Unset: three attempts in
     #: all, 5 min then 1 h apart, each delay lengthened by up to 25 % jitter.
     event_retry_schedule: Annotated[RetrySchedule, NoDecode] = DEFAULT_RETRY_SCHEDULE
+    #: ``embedded``: the dispatcher delivers events itself, in a task started with it (any
+    #: database); ``off``: it only publishes (another process delivers, or ``events.drain``).
+    event_worker: Literal["embedded", "off"] = "embedded"
+    #: Event attempts one process makes at once, across all endpoints.
+    event_worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    #: Event attempts one endpoint may have in flight at once in one process (an ordered
+    #: endpoint has one), so an endpoint that hangs cannot take the others' capacity.
+    event_max_in_flight_per_endpoint: int = Field(default=4, ge=1, le=1000)
+    #: Seconds at most between the event worker's looks for due deliveries (what other
+    #: processes publish); a publish in this process wakes it at once.
+    event_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():

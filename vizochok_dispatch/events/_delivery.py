@@ -1,0 +1,232 @@
+"""One attempt of one event delivery, and what it makes of the delivery (docs/webhooks.md §8).
+
+The attempt is the synchronous path's own machinery, not a copy: the dispatcher's sender (the
+:class:`~vizochok_dispatch.AiohttpTransport` guards every address it connects to), the
+per-attempt URL check (``tenants._config.url_problem`` and the ``DestinationPolicy``), one
+deadline around the whole attempt and the failure details (``http._attempt.exchange``), a
+capped read of the answer (``read_prefix``: its first 4 KiB), and the signing
+(``contract._signing.event_headers``).  Redirects are never followed.
+
+What an attempt makes of the delivery:
+
+- any ``2xx`` (its status line within the endpoint's timeout): ``delivered``;
+- ``410 Gone``: ``failed``, and the endpoint is disabled at once (reason and time kept);
+- anything else (another status, a timeout, a connection failure, a blocked address): the
+  next attempt is due after the retry schedule's delay, or ``failed`` when none is left.
+  ``Retry-After`` on a 429 or 503 lengthens that delay up to :data:`RETRY_AFTER_CAP_SECONDS`
+  (it never adds an attempt).
+
+:meth:`EventDeliverer.deliver_due` is the whole step for one delivery id (claim, attempt,
+settle): what a job queue's task calls.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Final, NamedTuple
+
+import structlog
+
+from ..contract._signing import event_headers
+from ..http._attempt import BLOCKED_DESTINATION, USER_AGENT, Clock, exchange
+from ..http._wire import Sender, WireResponse
+from ..tenants._config import ConfigRules, url_problem
+from ._schedule import RandomSource, RetrySchedule
+from ._store import ENDPOINT_DISABLED, Claim, EventStore, Settlement
+from ._tables import DELIVERED, FAILED, PENDING, SCHEDULED
+from ._values import EventAttempt
+
+#: Bytes of each answer kept with its attempt.
+EXCERPT_BYTES: Final = 4096
+#: The longest ``Retry-After`` honoured (one hour); a longer one waits this long.
+RETRY_AFTER_CAP_SECONDS: Final = 3600.0
+#: The detail of an answer that is not a 2xx (the synchronous calls' own, §3).
+HTTP_STATUS: Final = "http_status"
+#: Why an endpoint that answered 410 was disabled.
+GONE_REASON: Final = "the endpoint answered 410 Gone"
+_RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
+_MAX_RETRY_AFTER_CHARS: Final = 64
+
+_log = structlog.get_logger("vizochok_dispatch")
+
+
+class _Attempted(NamedTuple):
+    attempt: EventAttempt
+    retry_after: float | None
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` value (RFC 9110 §10.2.3: seconds, or an HTTP date) as seconds from
+    ``now`` (Unix time); ``None`` when absent or unreadable."""
+    if value is None or len(value) > _MAX_RETRY_AFTER_CHARS:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def new_token() -> str:
+    """A claim token: which worker holds a lease."""
+    return os.urandom(12).hex()
+
+
+class EventDeliverer:
+    """Makes one attempt of a claimed delivery and settles it; never raises for anything the
+    endpoint or the network does."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        send: Sender,
+        clock: Clock,
+        schedule: RetrySchedule,
+        rules: ConfigRules,
+        rand: RandomSource = random.random,
+    ) -> None:
+        self._store = store
+        self._send = send
+        self._clock = clock
+        self._schedule = schedule
+        self._rules = rules
+        self._rand = rand
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.wall(), UTC)
+
+    async def deliver_due(self, delivery_id: str) -> Settlement | None:
+        """Claim delivery ``delivery_id`` if it is due and free, attempt it and settle it.
+
+        ``None`` when it was not claimable (not due, held, done, or behind an earlier
+        delivery of its ordered endpoint) or its outcome could not be recorded.
+        """
+        claim = await self._store.claim_one(delivery_id, now=self._now(), token=new_token())
+        return None if claim is None else await self.deliver(claim)
+
+    async def deliver(
+        self, claim: Claim, *, on_settling: Callable[[], None] | None = None
+    ) -> Settlement | None:
+        """Attempt ``claim`` and record the outcome; ``None`` when nothing was recorded (the
+        lease was lost, or the endpoint's secret is unreadable: the lease runs out and the
+        delivery is tried again).  ``on_settling`` is called when the attempt is over and
+        only its recording is left."""
+        if claim.secret is None:
+            return None
+        if not claim.enabled:
+            settlement = Settlement(FAILED, None, ENDPOINT_DISABLED)
+        else:
+            attempted = await self._attempt(claim, claim.secret)
+            settlement = self._judge(claim, attempted)
+        if on_settling is not None:
+            on_settling()
+        if not await self._store.settle(claim, settlement, now=self._now()):
+            _log.warning("event.lease_lost", delivery_id=claim.delivery_id, attempt=claim.attempt)
+            return None
+        self._log(claim, settlement)
+        return settlement
+
+    async def _attempt(self, claim: Claim, secret: str) -> _Attempted:
+        attempted_at = self._now()
+        problem = url_problem(claim.url, allow_http=self._rules.allow_http)
+        if problem is None:
+            problem = self._rules.destinations.url_problem(claim.url)
+        if problem is not None:
+            blocked = EventAttempt(claim.attempt, None, 0.0, BLOCKED_DESTINATION, attempted_at)
+            return _Attempted(blocked, None)
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/json",
+            "Accept-Encoding": "identity",
+            **event_headers(
+                claim.signature_scheme,
+                secret,
+                event_id=claim.event_id,
+                event_type=claim.event_type,
+                attempt=claim.attempt,
+                timestamp=int(attempted_at.timestamp()),
+                body=claim.body,
+            ),
+        }
+        excerpt: bytes | None = None
+        retry_after: str | None = None
+
+        async def read(response: WireResponse) -> None:
+            nonlocal excerpt, retry_after
+            retry_after = response.header("Retry-After")
+            excerpt = await response.read_prefix(EXCERPT_BYTES)
+
+        sent = await exchange(
+            self._send,
+            method="POST",
+            url=claim.url,
+            headers=headers,
+            body=claim.body,
+            budget=claim.timeout_seconds,
+            monotonic=self._clock.monotonic,
+            read=read,
+        )
+        # A 2xx status line in time is delivered, even if its body is then cut short.
+        ok = sent.status is not None and 200 <= sent.status <= 299
+        detail = None if ok else sent.failure or HTTP_STATUS
+        attempt = EventAttempt(
+            number=claim.attempt,
+            status=sent.status,
+            latency_ms=round(sent.elapsed_seconds * 1000.0, 2),
+            detail=detail,
+            attempted_at=attempted_at,
+            response=excerpt,
+            reason=sent.reason,
+            trigger=SCHEDULED,
+        )
+        wait = None
+        if sent.status in _RETRY_AFTER_STATUSES:
+            wait = retry_after_seconds(retry_after, attempted_at.timestamp())
+        return _Attempted(attempt, wait)
+
+    def _judge(self, claim: Claim, attempted: _Attempted) -> Settlement:
+        attempt = attempted.attempt
+        if attempt.detail is None:
+            return Settlement(DELIVERED, None, None, attempt)
+        if attempt.status == 410:
+            return Settlement(FAILED, None, attempt.detail, attempt, disable_reason=GONE_REASON)
+        delay = self._schedule.delay_before(claim.attempt + 1, self._rand)
+        if delay is None:
+            return Settlement(FAILED, None, attempt.detail, attempt)
+        if attempted.retry_after is not None:
+            delay = max(delay, min(attempted.retry_after, RETRY_AFTER_CAP_SECONDS))
+        due = self._now() + timedelta(seconds=delay)
+        return Settlement(PENDING, due, attempt.detail, attempt)
+
+    def _log(self, claim: Claim, settlement: Settlement) -> None:
+        log = _log.bind(
+            tenant_id=claim.tenant_id,
+            endpoint_id=claim.endpoint_id,
+            event_id=claim.event_id,
+            delivery_id=claim.delivery_id,
+        )
+        if (attempt := settlement.attempt) is not None:
+            log.info(
+                "event.attempt",
+                attempt=attempt.number,
+                status=attempt.status,
+                latency_ms=attempt.latency_ms,
+                detail=attempt.detail,
+                reason=attempt.reason,
+                outcome=settlement.status,
+                next_attempt_at=settlement.next_attempt_at,
+            )
+        if settlement.disable_reason is not None:
+            log.warning("event.endpoint_disabled", reason=settlement.disable_reason)
+        if settlement.status == FAILED:
+            log.warning("event.delivery_failed", detail=settlement.detail)

@@ -1,0 +1,346 @@
+"""``Dispatcher.events``: endpoints, publishing, delivery and the delivery log, in one service.
+
+Event webhooks are durable: when :meth:`EventService.publish` returns, the event and one
+delivery per subscribed endpoint are committed to the config store's SQL database, and from
+then on they are delivered at least once (module docstrings of ``_store``, ``_delivery`` and
+``_worker``).  So the service needs a SQL store (``Dispatcher.from_database_url``, or a
+dispatcher built on a :class:`~vizochok_dispatch.SqlConfigStore`); on any other store every
+call raises :class:`InvalidCall` saying so.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import structlog
+
+from .._exceptions import FieldError, InvalidCall, InvalidConfig
+from ..contract._events import event_body
+from ..contract._signing import SIGNATURE_SCHEMES, event_secret_problem, generate_event_secret
+from ..contract._text import TextRule, text_problem
+from ..http._attempt import Clock, Sleep
+from ..http._wire import Sender
+from ..tenants._config import ConfigRules, _tenant_id_problem, secret_problem, url_problems
+from ..tenants._sql_store import SqlConfigStore
+from ..tenants._store import ConfigStore
+from ._catalog import match_event_types, type_matches, validate_event_data
+from ._delivery import EventDeliverer
+from ._ids import DELIVERY_PREFIX, ENDPOINT_PREFIX, EVENT_PREFIX, new_id
+from ._schedule import RandomSource, RetrySchedule
+from ._store import EventStore, Settlement
+from ._values import DrainReport, EventDelivery, EventEndpoint, PublishedEvent
+from ._worker import Worker
+
+#: An attempt's time limit, in seconds: the default and the bounds.
+DEFAULT_TIMEOUT_SECONDS: Final = 15.0
+MIN_TIMEOUT_SECONDS: Final = 1.0
+MAX_TIMEOUT_SECONDS: Final = 30.0
+#: At most this many type names or patterns in one subscription.
+MAX_EVENT_TYPES: Final = 100
+DESCRIPTION: Final = TextRule(0, 1000)
+IDEMPOTENCY_KEY: Final = TextRule(1, 256, controls=False, blank=False)
+#: Deliveries one ``deliveries`` call lists at most.
+MAX_LISTED: Final = 1000
+
+WorkerMode = Literal["embedded", "off"]
+
+_log = structlog.get_logger("vizochok_dispatch")
+
+
+class EventService:
+    """Event webhooks for one dispatcher (see the module docstring).
+
+    Built by the :class:`~vizochok_dispatch.Dispatcher` with its store, sender (the same SSRF
+    guard), clock and sleep; ``Dispatcher.events`` is the instance.  ``rand`` is the jitter's
+    random source.
+    """
+
+    def __init__(
+        self,
+        store: ConfigStore,
+        *,
+        send: Sender,
+        clock: Clock,
+        sleep: Sleep,
+        rules: ConfigRules,
+        schedule: RetrySchedule,
+        worker: WorkerMode = "embedded",
+        concurrency: int = 64,
+        per_endpoint: int = 4,
+        poll_seconds: float = 1.0,
+        rand: RandomSource = random.random,
+    ) -> None:
+        self._clock = clock
+        self._rules = rules
+        self._mode = worker
+        self._store = EventStore(store) if isinstance(store, SqlConfigStore) else None
+        self._deliverer: EventDeliverer | None = None
+        self._worker: Worker | None = None
+        if self._store is not None:
+            self._deliverer = EventDeliverer(
+                store=self._store,
+                send=send,
+                clock=clock,
+                schedule=schedule,
+                rules=rules,
+                rand=rand,
+            )
+            self._worker = Worker(
+                store=self._store,
+                deliverer=self._deliverer,
+                clock=clock,
+                sleep=sleep,
+                concurrency=concurrency,
+                per_endpoint=per_endpoint,
+                poll_seconds=poll_seconds,
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the event tables and, unless the worker is ``off``, start delivering."""
+        if self._store is None or self._worker is None:
+            return
+        await self._store.open()
+        if self._mode == "embedded":
+            self._worker.start()
+
+    async def aclose(self) -> None:
+        """Stop the worker (attempts on the wire are cut short and delivered again later) and
+        close the event store's connections."""
+        if self._worker is not None:
+            await self._worker.stop()
+        if self._store is not None:
+            await self._store.close()
+
+    @property
+    def worker(self) -> Worker:
+        """The in-process worker (running only when embedded and started)."""
+        return self._parts()[2]
+
+    def _parts(self) -> tuple[EventStore, EventDeliverer, Worker]:
+        if self._store is None or self._deliverer is None or self._worker is None:
+            raise InvalidCall(
+                "event webhooks need a SQL database: build the dispatcher with "
+                "Dispatcher.from_database_url(...) or on a SqlConfigStore"
+            )
+        return self._store, self._deliverer, self._worker
+
+    def _now(self) -> datetime:
+        """Now, in UTC, to the millisecond (what the body's timestamp says)."""
+        return datetime.fromtimestamp(math.floor(self._clock.wall() * 1000) / 1000, UTC)
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def create_endpoint(
+        self,
+        tenant_id: str,
+        *,
+        url: str,
+        event_types: Sequence[str],
+        signature_scheme: str = "vizochok",
+        secret: str | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        ordered: bool = False,
+        description: str | None = None,
+    ) -> EventEndpoint:
+        """Register where ``tenant_id`` receives events; the endpoint, its secret included.
+
+        - ``url``: the webhook URL rules and SSRF checks of the synchronous webhooks
+          (docs/webhooks.md §1: ``https://`` unless ``VIZOCHOK_ALLOW_HTTP``, no non-public
+          address unless ``VIZOCHOK_ALLOWED_NETWORKS`` lists it, a host DNS could name).
+        - ``event_types``: 1 to 100 type names, ``prefix.*`` patterns or ``*``, each covering
+          some type of the catalog (``EVENT_TYPES``).
+        - ``signature_scheme``: ``vizochok`` (the synchronous calls' signature) or
+          ``standard-webhooks`` (docs/webhooks.md §8).
+        - ``secret``: ``None`` generates ``whsec_`` + 32 random bytes in base64 (it serves
+          both schemes); an own secret is 24-256 printable characters for ``vizochok``,
+          ``whsec_`` + base64 of 24-64 bytes for ``standard-webhooks``.
+        - ``timeout_seconds``: one attempt's limit, from connecting to the answer, 1-30.
+        - ``ordered``: deliveries go one at a time, in publish order.
+        - ``description``: at most 1000 characters.
+
+        Raises :class:`InvalidConfig` listing every broken field (never a value); nothing is
+        stored then.
+        """
+        store = self._parts()[0]
+        errors: list[FieldError] = []
+        if (problem := _tenant_id_problem(tenant_id)) is not None:
+            errors.append(FieldError("tenant_id", problem))
+        problems = url_problems(url, allow_http=self._rules.allow_http)
+        if not problems and (problem := self._rules.destinations.url_problem(url)) is not None:
+            problems = [problem]
+        if problems:
+            errors.append(FieldError("url", "; ".join(problems)))
+        errors.extend(_event_types_problems(event_types))
+        if signature_scheme not in SIGNATURE_SCHEMES:
+            errors.append(
+                FieldError("signature_scheme", f"must be one of {', '.join(SIGNATURE_SCHEMES)}")
+            )
+        elif secret is not None and (problem := _secret_problem(signature_scheme, secret)):
+            errors.append(FieldError("secret", problem))
+        if (problem := _timeout_problem(timeout_seconds)) is not None:
+            errors.append(FieldError("timeout_seconds", problem))
+        if not isinstance(ordered, bool):
+            errors.append(FieldError("ordered", "must be true or false"))
+        if description is not None and (problem := text_problem(description, DESCRIPTION)):
+            errors.append(FieldError("description", problem))
+        if errors:
+            raise InvalidConfig(errors)
+        now = self._now()
+        endpoint = EventEndpoint(
+            id=new_id(ENDPOINT_PREFIX, now.timestamp()),
+            tenant_id=tenant_id,
+            url=url,
+            event_types=tuple(event_types),
+            signature_scheme=signature_scheme,
+            secret=secret if secret is not None else generate_event_secret(),
+            timeout_seconds=float(timeout_seconds),
+            ordered=ordered,
+            description=description,
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+        saved = await store.insert_endpoint(endpoint)
+        _log.info(
+            "event.endpoint_created",
+            tenant_id=tenant_id,
+            endpoint_id=saved.id,
+            event_types=list(saved.event_types),
+            signature_scheme=saved.signature_scheme,
+            ordered=saved.ordered,
+        )
+        return saved
+
+    async def endpoints(self, tenant_id: str) -> list[EventEndpoint]:
+        """The tenant's endpoints, oldest first (a disabled one says why and since when)."""
+        store = self._parts()[0]
+        if _tenant_id_problem(tenant_id) is not None:
+            return []
+        return await store.endpoints(tenant_id)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        tenant_id: str,
+        event_type: str,
+        *,
+        data: Mapping[str, object],
+        idempotency_key: str | None = None,
+    ) -> PublishedEvent:
+        """Publish one event: when this returns, the event and one delivery per enabled
+        endpoint subscribed to ``event_type`` are committed (one transaction), and the worker
+        delivers them at least once.
+
+        ``data`` is validated against the type's model in the catalog (``EVENT_TYPES``) and
+        the body ``{"id", "event", "timestamp", "data"}`` is serialised once: every attempt
+        sends and signs those bytes.  With ``idempotency_key`` (1-256 characters, no control
+        characters), publishing again with the same key within 24 hours returns the first
+        event (``duplicate=True``) and publishes nothing.
+
+        Raises :class:`InvalidCall` naming the field (``tenant_id``, ``event_type``,
+        ``data.<path>``, ``idempotency_key``); :class:`StoreError` when the database cannot
+        commit it (then nothing was published).
+        """
+        store, _, worker = self._parts()
+        if (problem := _tenant_id_problem(tenant_id)) is not None:
+            raise InvalidCall(f"tenant_id {problem}")
+        if idempotency_key is not None and (
+            problem := text_problem(idempotency_key, IDEMPOTENCY_KEY)
+        ):
+            raise InvalidCall(f"idempotency_key {problem}")
+        checked = validate_event_data(event_type, data)
+        now = self._now()
+        event_id = new_id(EVENT_PREFIX, now.timestamp())
+        try:
+            body = event_body(event_id, event_type, now, checked)
+        except ValueError as exc:  # validated data always encodes; kept as a field error
+            raise InvalidCall(f"data cannot be written as JSON: {exc}") from None
+        published = await store.publish(
+            event_id=event_id,
+            tenant_id=tenant_id,
+            event_type=event_type,
+            body=body,
+            idempotency_key=idempotency_key,
+            now=now,
+            subscribes=lambda patterns: any(type_matches(p, event_type) for p in patterns),
+            new_delivery_id=lambda: new_id(DELIVERY_PREFIX, now.timestamp()),
+        )
+        if published.deliveries and not published.duplicate:
+            worker.wake()
+        _log.info(
+            "event.published",
+            tenant_id=tenant_id,
+            event_id=published.id,
+            event_type=event_type,
+            deliveries=len(published.deliveries),
+            duplicate=published.duplicate,
+        )
+        return published
+
+    # -- delivering --------------------------------------------------------------------------
+
+    async def drain(self, *, timeout: float = 10.0) -> DrainReport:  # noqa: ASYNC109 - a budget for waiting on retries too, in the injected clock
+        """Deliver what is due in this process, retries included, until nothing pending
+        falls due within ``timeout`` seconds (of the dispatcher's clock: an injected clock
+        and sleep make retries instant in tests).  With the embedded worker running, its
+        attempts count as this process's too.  Returns the attempts made and what is still
+        pending."""
+        store, _, worker = self._parts()
+        attempts = await worker.drain(timeout)
+        return DrainReport(attempts=attempts, pending=await store.count_pending())
+
+    async def deliver_due(self, delivery_id: str) -> Settlement | None:
+        """Claim, attempt and settle one delivery by id, if it is due and free: the step a
+        job queue's task runs.  ``None`` when it was not claimable or nothing was recorded."""
+        return await self._parts()[1].deliver_due(delivery_id)
+
+    async def deliveries(
+        self, tenant_id: str, *, event_id: str | None = None, limit: int = MAX_LISTED
+    ) -> list[EventDelivery]:
+        """The tenant's deliveries (of ``event_id``), oldest first, at most ``limit``, each
+        with its status and attempts (number, status, latency, detail, time, answer)."""
+        store = self._parts()[0]
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LISTED:
+            raise InvalidCall(f"limit must be a whole number from 1 to {MAX_LISTED}")
+        if _tenant_id_problem(tenant_id) is not None:
+            return []
+        return await store.deliveries(tenant_id, event_id=event_id, limit=limit)
+
+
+def _event_types_problems(event_types: object) -> list[FieldError]:
+    if isinstance(event_types, str | bytes) or not isinstance(event_types, Sequence):
+        return [FieldError("event_types", "must be a list of event types or patterns")]
+    if not event_types:
+        return [FieldError("event_types", "must name at least one event type or pattern")]
+    if len(event_types) > MAX_EVENT_TYPES:
+        return [FieldError("event_types", f"must hold at most {MAX_EVENT_TYPES} entries")]
+    errors = []
+    for index, pattern in enumerate(event_types):
+        name = f"event_types[{index}]"
+        try:
+            match_event_types([pattern])
+        except InvalidCall as exc:
+            errors.append(FieldError(name, str(exc).removeprefix("event_types[0] ")))
+    return errors
+
+
+def _secret_problem(scheme: str, secret: object) -> str | None:
+    problem = event_secret_problem(scheme, secret)
+    if problem is None and scheme == "vizochok":
+        problem = secret_problem(secret)
+    return problem
+
+
+def _timeout_problem(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if not math.isfinite(value) or not MIN_TIMEOUT_SECONDS <= value <= MAX_TIMEOUT_SECONDS:
+        return f"must be from {MIN_TIMEOUT_SECONDS:g} to {MAX_TIMEOUT_SECONDS:g} seconds"
+    return None

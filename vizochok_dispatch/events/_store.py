@@ -1,0 +1,817 @@
+"""The event store: endpoints, events, deliveries and attempts in the config store's database.
+
+It runs on the :class:`~vizochok_dispatch.SqlConfigStore`'s engine and keyring: the same
+database, migrations and keys as the webhook configs.  Endpoint secrets are encrypted at rest
+like webhook secrets (``tenants._crypto``), bound to their tenant and endpoint, so a secret
+copied into another row does not decrypt.
+
+Transactions that write start as writes (``BEGIN IMMEDIATE`` on SQLite, which waits for the
+write lock within the busy timeout instead of failing when a read turns into a write).
+
+The delivery state machine's storage half (Svix's model):
+
+- ``publish``: the event and one ``pending`` delivery per enabled subscribed endpoint, due at
+  once, in one transaction; an ordered endpoint numbers its deliveries in publish order.
+- ``claim_due`` / ``claim_one``: a worker takes due deliveries with a *lease* (``claimed_until``
+  = now + the endpoint's timeout + :data:`LEASE_GRACE_SECONDS`) and a token; a worker that
+  dies leaves the lease to run out, and the delivery is due again.  An ordered endpoint's
+  deliveries are claimable only at its head (its pending delivery with the lowest sequence),
+  so they go one at a time, in order, in any number of processes.
+- ``settle``: records the attempt and the delivery's next state, only if the token still holds
+  the lease (a worker that lost it records nothing: the new holder makes that attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, cast
+
+import structlog
+from sqlalchemy import (
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import StaticPool
+
+from .._exceptions import SecretUnreadable, StoreError
+from ..tenants._crypto import KEYS_SETTING, SecretBox, is_encrypted
+from ..tenants._sql_store import SqlConfigStore, safe_url
+from ._tables import (
+    FAILED,
+    PENDING,
+    EventAttemptRow,
+    EventDeliveryRow,
+    EventEndpointRow,
+    EventRow,
+)
+from ._values import DeliveryStatus, EventAttempt, EventDelivery, EventEndpoint, PublishedEvent
+
+_E = cast(Table, EventEndpointRow.__table__)
+_V = cast(Table, EventRow.__table__)
+_D = cast(Table, EventDeliveryRow.__table__)
+_A = cast(Table, EventAttemptRow.__table__)
+
+#: How long past an attempt's own time limit its lease lasts: room to record the outcome.
+LEASE_GRACE_SECONDS: Final = 5.0
+#: How long an idempotency key keeps naming its event.
+IDEMPOTENCY_WINDOW: Final = timedelta(hours=24)
+#: The delivery's detail when its endpoint was disabled before it was delivered.
+ENDPOINT_DISABLED: Final = "endpoint_disabled"
+
+_log = structlog.get_logger("vizochok_dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery a worker holds the lease of, with everything its attempt needs."""
+
+    delivery_id: str
+    token: str
+    #: The number this attempt carries (attempts recorded so far + 1).
+    attempt: int
+    event_id: str
+    event_type: str
+    body: bytes = field(repr=False)
+    tenant_id: str = ""
+    endpoint_id: str = ""
+    url: str = ""
+    secret: str | None = field(default=None, repr=False)
+    signature_scheme: str = "vizochok"
+    timeout_seconds: float = 15.0
+    enabled: bool = True
+    ordered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one attempt (or its absence) made of a delivery."""
+
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+    detail: str | None
+    attempt: EventAttempt | None = None
+    #: Set: disable the endpoint with this reason (it answered ``410 Gone``).
+    disable_reason: str | None = None
+
+
+class _LostClaim(Exception):
+    """The lease ran out and another worker holds the delivery now."""
+
+
+def _secret_name(tenant_id: str, endpoint_id: str) -> str:
+    # The keyring's associated data: tenant ids are printable, so no id can forge this one.
+    return f"{tenant_id}\nevent_endpoint:{endpoint_id}"
+
+
+class EventStore:
+    """Event webhooks' rows, on a :class:`SqlConfigStore`'s engine and keys."""
+
+    def __init__(self, config_store: SqlConfigStore) -> None:
+        self._config = config_store
+        self._own_engine: AsyncEngine | None = None
+        self._serial: asyncio.Lock | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return self._config.url
+
+    @property
+    def _engine(self) -> AsyncEngine:
+        return self._own_engine or self._config.engine
+
+    async def open(self) -> None:
+        """Open (migrate, or check) the database through the config store; idempotent.
+
+        Event work gets an engine (a pool) of its own, so a busy worker never makes a config
+        lookup wait for a connection; in-memory SQLite lives in one connection, which is
+        shared, one transaction at a time.
+        """
+        await self._config.open()
+        if self._own_engine is not None or self._serial is not None:
+            return
+        await self._check_keys()
+        if isinstance(self._config.engine.pool, StaticPool):
+            self._serial = asyncio.Lock()
+        else:
+            self._own_engine = self._config.create_engine()
+
+    async def _check_keys(self) -> None:
+        """Refuse keys none of which reads any stored endpoint secret (a lost key file, or
+        the wrong ``VIZOCHOK_SECRET_KEYS``): every delivery would fail to sign."""
+        async with self._guard(), self._config.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    select(_E.c.secret)
+                    .where(_E.c.secret.startswith("v1.", autoescape=True))
+                    .limit(100)
+                )
+            ).scalars()
+            needed = sorted({value.split(".")[1] for value in stored if is_encrypted(value)})
+        have = self._box.key_ids if self._box is not None else ()
+        if needed and not set(needed) & set(have):
+            raise SecretUnreadable(
+                f"the event endpoint secrets in {self.url} are encrypted with key "
+                f"{', '.join(needed)}, and the keys configured hold "
+                f"{', '.join(have) or 'none'}: restore the key file that belongs with this "
+                f"database, or set {KEYS_SETTING} to that key's line (key_id:base64key)"
+            )
+
+    async def close(self) -> None:
+        """Dispose of the engine of its own; idempotent."""
+        if self._own_engine is not None:
+            engine, self._own_engine = self._own_engine, None
+            await engine.dispose()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        await self.open()
+        async with self._one_at_a_time(), self._guard(), self._engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        await self.open()
+        async with (
+            self._one_at_a_time(),
+            self._guard(IntegrityError, _LostClaim),
+            self._engine.connect() as conn,
+        ):
+            if conn.dialect.name == "sqlite" and self._serial is None:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                await conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+
+    @asynccontextmanager
+    async def _one_at_a_time(self) -> AsyncIterator[None]:
+        if self._serial is None:
+            yield
+            return
+        async with self._serial:
+            yield
+
+    @asynccontextmanager
+    async def _guard(self, *passthrough: type[BaseException]) -> AsyncIterator[None]:
+        try:
+            yield
+        except passthrough:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(
+                f"event store at {safe_url(self._config.url)} failed: {type(exc).__name__}"
+            ) from exc
+
+    # -- secrets -----------------------------------------------------------------------------
+
+    @property
+    def _box(self) -> SecretBox | None:
+        return self._config.secret_box
+
+    def _seal(self, tenant_id: str, endpoint_id: str, secret: str) -> str:
+        if self._box is not None:
+            return self._box.encrypt(_secret_name(tenant_id, endpoint_id), secret)
+        if self._engine.dialect.name != "sqlite":
+            _log.warning("secrets.stored_unencrypted", tenant_id=tenant_id, store=self.url)
+        return secret
+
+    def _unseal(self, tenant_id: str, endpoint_id: str, stored: str) -> str:
+        if self._box is None:
+            if is_encrypted(stored):
+                raise SecretUnreadable(
+                    f"the secret of event endpoint {endpoint_id!r} (tenant {tenant_id!r}) is "
+                    f"encrypted, and this store has no keys: set {KEYS_SETTING}"
+                )
+            return stored
+        try:
+            return self._box.decrypt(_secret_name(tenant_id, endpoint_id), stored)
+        except SecretUnreadable:
+            raise SecretUnreadable(
+                f"the secret of event endpoint {endpoint_id!r} (tenant {tenant_id!r}) does not "
+                f"decrypt with the configured keys ({', '.join(self._box.key_ids)}): its key "
+                f"is missing from {KEYS_SETTING}, or the value was copied from another row"
+            ) from None
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    async def insert_endpoint(self, endpoint: EventEndpoint) -> EventEndpoint:
+        """Store a validated endpoint (its secret encrypted)."""
+        async with self._writing() as conn:
+            await conn.execute(
+                insert(_E).values(
+                    id=endpoint.id,
+                    tenant_id=endpoint.tenant_id,
+                    url=endpoint.url,
+                    event_types=list(endpoint.event_types),
+                    signature_scheme=endpoint.signature_scheme,
+                    secret=self._seal(endpoint.tenant_id, endpoint.id, endpoint.secret),
+                    timeout_seconds=endpoint.timeout_seconds,
+                    ordered=endpoint.ordered,
+                    description=endpoint.description,
+                    enabled=endpoint.enabled,
+                    last_sequence=0,
+                    created_at=endpoint.created_at,
+                    updated_at=endpoint.updated_at,
+                )
+            )
+        return endpoint
+
+    async def endpoints(self, tenant_id: str) -> list[EventEndpoint]:
+        """The tenant's endpoints, oldest first."""
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                select(_E).where(_E.c.tenant_id == tenant_id).order_by(_E.c.created_at, _E.c.id)
+            )
+            return [self._endpoint(row._mapping) for row in rows]
+
+    def _endpoint(self, row: RowMapping) -> EventEndpoint:
+        return EventEndpoint(
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            url=row["url"],
+            event_types=tuple(row["event_types"]),
+            signature_scheme=row["signature_scheme"],
+            secret=self._unseal(row["tenant_id"], row["id"], row["secret"]),
+            timeout_seconds=float(row["timeout_seconds"]),
+            ordered=bool(row["ordered"]),
+            description=row["description"],
+            enabled=bool(row["enabled"]),
+            disabled_reason=row["disabled_reason"],
+            disabled_at=row["disabled_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        *,
+        event_id: str,
+        tenant_id: str,
+        event_type: str,
+        body: bytes,
+        idempotency_key: str | None,
+        now: datetime,
+        subscribes: Callable[[Sequence[str]], bool],
+        new_delivery_id: Callable[[], str],
+    ) -> PublishedEvent:
+        """Commit the event and one due delivery per enabled endpoint ``subscribes`` accepts,
+        in one transaction; or, when ``idempotency_key`` names an event of the last 24 h,
+        return that event (``duplicate=True``) and write nothing."""
+        for _ in range(3):  # a concurrent publish with the same key wins: read its event
+            try:
+                return await self._publish_once(
+                    event_id=event_id,
+                    tenant_id=tenant_id,
+                    event_type=event_type,
+                    body=body,
+                    idempotency_key=idempotency_key,
+                    now=now,
+                    subscribes=subscribes,
+                    new_delivery_id=new_delivery_id,
+                )
+            except IntegrityError:
+                continue
+        raise StoreError(f"could not publish event {event_type!r}: its key kept changing")
+
+    async def _publish_once(
+        self,
+        *,
+        event_id: str,
+        tenant_id: str,
+        event_type: str,
+        body: bytes,
+        idempotency_key: str | None,
+        now: datetime,
+        subscribes: Callable[[Sequence[str]], bool],
+        new_delivery_id: Callable[[], str],
+    ) -> PublishedEvent:
+        async with self._writing() as conn:
+            if idempotency_key is not None:
+                earlier = (
+                    await conn.execute(
+                        select(_V).where(
+                            _V.c.tenant_id == tenant_id, _V.c.idempotency_key == idempotency_key
+                        )
+                    )
+                ).first()
+                if earlier is not None and earlier.created_at > now - IDEMPOTENCY_WINDOW:
+                    existing = await self._deliveries(conn, tenant_id, earlier.id, limit=None)
+                    return _published(earlier._mapping, existing, duplicate=True)
+                if earlier is not None:  # older than the window: the key is free again
+                    await conn.execute(
+                        update(_V).where(_V.c.id == earlier.id).values(idempotency_key=None)
+                    )
+            rows = await conn.execute(
+                select(_E.c.id, _E.c.event_types, _E.c.ordered)
+                .where(_E.c.tenant_id == tenant_id, _E.c.enabled.is_(True))
+                .order_by(_E.c.id)  # ordered endpoints are locked in one order: no deadlock
+            )
+            targets = [(row.id, bool(row.ordered)) for row in rows if subscribes(row.event_types)]
+            await conn.execute(
+                insert(_V).values(
+                    id=event_id,
+                    tenant_id=tenant_id,
+                    event_type=event_type,
+                    body=body,
+                    idempotency_key=idempotency_key,
+                    created_at=now,
+                )
+            )
+            deliveries: list[EventDelivery] = []
+            values: list[dict[str, object]] = []
+            for endpoint_id, ordered in targets:
+                sequence = None
+                if ordered:
+                    sequence = (
+                        await conn.execute(
+                            update(_E)
+                            .where(_E.c.id == endpoint_id)
+                            .values(last_sequence=_E.c.last_sequence + 1)
+                            .returning(_E.c.last_sequence)
+                        )
+                    ).scalar_one()
+                delivery = EventDelivery(
+                    id=new_delivery_id(),
+                    event_id=event_id,
+                    endpoint_id=endpoint_id,
+                    tenant_id=tenant_id,
+                    event_type=event_type,
+                    status="pending",
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                deliveries.append(delivery)
+                values.append(
+                    {
+                        "id": delivery.id,
+                        "event_id": event_id,
+                        "endpoint_id": endpoint_id,
+                        "tenant_id": tenant_id,
+                        "status": PENDING,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "sequence": sequence,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            if values:
+                await conn.execute(insert(_D), values)
+        return PublishedEvent(
+            id=event_id,
+            tenant_id=tenant_id,
+            event_type=event_type,
+            timestamp=now,
+            body=body,
+            idempotency_key=idempotency_key,
+            deliveries=tuple(deliveries),
+        )
+
+    # -- reading deliveries ------------------------------------------------------------------
+
+    async def deliveries(
+        self, tenant_id: str, *, event_id: str | None, limit: int
+    ) -> list[EventDelivery]:
+        """The tenant's deliveries (of one event), oldest first, with their attempts."""
+        async with self._reading() as conn:
+            return await self._deliveries(conn, tenant_id, event_id, limit=limit)
+
+    async def _deliveries(
+        self, conn: AsyncConnection, tenant_id: str, event_id: str | None, *, limit: int | None
+    ) -> list[EventDelivery]:
+        query = (
+            select(_D, _V.c.event_type)
+            .join(_V, _V.c.id == _D.c.event_id)
+            .where(_D.c.tenant_id == tenant_id)
+            .order_by(_D.c.created_at, _D.c.id)
+        )
+        if event_id is not None:
+            query = query.where(_D.c.event_id == event_id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = [row._mapping for row in await conn.execute(query)]
+        attempts: dict[str, list[EventAttempt]] = {row["id"]: [] for row in rows}
+        if rows:
+            found = await conn.execute(
+                select(_A).where(_A.c.delivery_id.in_(list(attempts))).order_by(_A.c.number)
+            )
+            for attempt in found:
+                attempts[attempt.delivery_id].append(_attempt(attempt._mapping))
+        return [
+            EventDelivery(
+                id=row["id"],
+                event_id=row["event_id"],
+                endpoint_id=row["endpoint_id"],
+                tenant_id=row["tenant_id"],
+                event_type=row["event_type"],
+                status=row["status"],
+                attempts=tuple(attempts[row["id"]]),
+                next_attempt_at=row["next_attempt_at"],
+                detail=row["detail"],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+            )
+            for row in rows
+        ]
+
+    async def count_pending(self) -> int:
+        """Deliveries not yet delivered or failed, in every tenant."""
+        async with self._reading() as conn:
+            return int(
+                (
+                    await conn.execute(select(func.count()).where(_D.c.status == PENDING))
+                ).scalar_one()
+            )
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def claim_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        busy: Mapping[str, int],
+        per_endpoint: int,
+        token: str,
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due deliveries, at most ``per_endpoint`` in flight per
+        endpoint counting ``busy`` (what this worker holds already), round robin across
+        endpoints; an ordered endpoint gives only its head, one at a time."""
+        saturated = [endpoint for endpoint, count in busy.items() if count >= per_endpoint]
+        async with self._reading() as conn:
+            candidates = (
+                await conn.execute(
+                    select(_D.c.id, _D.c.endpoint_id, _E.c.ordered, _E.c.timeout_seconds)
+                    .join(_E, _E.c.id == _D.c.endpoint_id)
+                    .where(*_claimable(now), *_not_blocked(saturated))
+                    .order_by(_D.c.next_attempt_at, _D.c.id)
+                    .limit(limit * 4)
+                )
+            ).all()
+        picked = _round_robin(
+            [(row.id, row.endpoint_id, bool(row.ordered)) for row in candidates],
+            limit=limit,
+            busy=busy,
+            per_endpoint=per_endpoint,
+        )
+        if not picked:
+            return []
+        leases: dict[float, list[str]] = {}
+        timeouts = {row.id: float(row.timeout_seconds) for row in candidates}
+        for delivery_id in picked:
+            leases.setdefault(timeouts[delivery_id], []).append(delivery_id)
+        claimed: list[str] = []
+        async with self._writing() as conn:
+            for timeout, ids in leases.items():
+                result = await conn.execute(
+                    update(_D)
+                    .where(_D.c.id.in_(ids), *_claimable(now))
+                    .values(
+                        claimed_until=now + timedelta(seconds=timeout + LEASE_GRACE_SECONDS),
+                        claim_token=token,
+                        updated_at=now,
+                    )
+                    .returning(_D.c.id)
+                )
+                claimed.extend(result.scalars())
+        return await self._claims(claimed, token)
+
+    async def claim_one(self, delivery_id: str, *, now: datetime, token: str) -> Claim | None:
+        """Lease one delivery by id if it is due and free (an ordered endpoint's only at its
+        head); ``None`` otherwise."""
+        async with self._writing() as conn:
+            timeout = (
+                await conn.execute(
+                    select(_E.c.timeout_seconds)
+                    .join(_D, _D.c.endpoint_id == _E.c.id)
+                    .where(_D.c.id == delivery_id)
+                )
+            ).scalar_one_or_none()
+            if timeout is None:
+                return None
+            result = await conn.execute(
+                update(_D)
+                .where(_D.c.id == delivery_id, *_claimable(now), *_not_blocked([]))
+                .values(
+                    claimed_until=now + timedelta(seconds=float(timeout) + LEASE_GRACE_SECONDS),
+                    claim_token=token,
+                    updated_at=now,
+                )
+                .returning(_D.c.id)
+            )
+            claimed = list(result.scalars())
+        found = await self._claims(claimed, token)
+        return found[0] if found else None
+
+    async def _claims(self, ids: list[str], token: str) -> list[Claim]:
+        if not ids:
+            return []
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                select(
+                    _D.c.id,
+                    _D.c.attempts,
+                    _D.c.event_id,
+                    _D.c.endpoint_id,
+                    _D.c.tenant_id,
+                    _V.c.event_type,
+                    _V.c.body,
+                    _E.c.url,
+                    _E.c.secret,
+                    _E.c.signature_scheme,
+                    _E.c.timeout_seconds,
+                    _E.c.enabled,
+                    _E.c.ordered,
+                )
+                .join(_V, _V.c.id == _D.c.event_id)
+                .join(_E, _E.c.id == _D.c.endpoint_id)
+                .where(_D.c.id.in_(ids))
+            )
+            claims = []
+            for row in rows:
+                try:
+                    secret: str | None = self._unseal(row.tenant_id, row.endpoint_id, row.secret)
+                except SecretUnreadable as exc:
+                    _log.error(
+                        "event.secret_unreadable",
+                        delivery_id=row.id,
+                        endpoint_id=row.endpoint_id,
+                        error=str(exc),
+                    )
+                    secret = None
+                claims.append(
+                    Claim(
+                        delivery_id=row.id,
+                        token=token,
+                        attempt=int(row.attempts) + 1,
+                        event_id=row.event_id,
+                        event_type=row.event_type,
+                        body=bytes(row.body),
+                        tenant_id=row.tenant_id,
+                        endpoint_id=row.endpoint_id,
+                        url=row.url,
+                        secret=secret,
+                        signature_scheme=row.signature_scheme,
+                        timeout_seconds=float(row.timeout_seconds),
+                        enabled=bool(row.enabled),
+                        ordered=bool(row.ordered),
+                    )
+                )
+        order = {delivery_id: index for index, delivery_id in enumerate(ids)}
+        return sorted(claims, key=lambda claim: order[claim.delivery_id])
+
+    async def next_due(self, *, saturated: Sequence[str]) -> datetime | None:
+        """When the next delivery this worker could claim falls due (a lease running out
+        included), leaving out ``saturated`` endpoints; ``None``: nothing is pending."""
+        due = case(
+            (
+                and_(_D.c.claimed_until.is_not(None), _D.c.claimed_until > _D.c.next_attempt_at),
+                _D.c.claimed_until,
+            ),
+            else_=_D.c.next_attempt_at,
+        )
+        async with self._reading() as conn:
+            found: datetime | None = (
+                await conn.execute(
+                    select(func.min(due)).where(_D.c.status == PENDING, *_not_blocked(saturated))
+                )
+            ).scalar_one()
+        return found
+
+    async def release(self, claims: Sequence[Claim]) -> None:
+        """Give leases back unsettled (a worker stopping mid-attempt): due again at once."""
+        by_token: dict[str, list[str]] = {}
+        for claim in claims:
+            by_token.setdefault(claim.token, []).append(claim.delivery_id)
+        async with self._writing() as conn:
+            for token, ids in by_token.items():
+                await conn.execute(
+                    update(_D)
+                    .where(_D.c.id.in_(ids), _D.c.claim_token == token)
+                    .values(claimed_until=None, claim_token=None)
+                )
+
+    # -- settling ----------------------------------------------------------------------------
+
+    async def settle(self, claim: Claim, settlement: Settlement, *, now: datetime) -> bool:
+        """Record the attempt and the delivery's next state; ``False`` (nothing written) when
+        the lease was lost to another worker."""
+        try:
+            async with self._writing() as conn:
+                await self._settle(conn, claim, settlement, now)
+        except _LostClaim:
+            return False
+        return True
+
+    async def _settle(
+        self, conn: AsyncConnection, claim: Claim, settlement: Settlement, now: datetime
+    ) -> None:
+        status: str = settlement.status
+        next_at, detail = settlement.next_attempt_at, settlement.detail
+        if status == PENDING and settlement.disable_reason is None:
+            enabled = (
+                await conn.execute(select(_E.c.enabled).where(_E.c.id == claim.endpoint_id))
+            ).scalar_one_or_none()
+            if not enabled:  # disabled meanwhile: no more attempts
+                status, next_at, detail = FAILED, None, ENDPOINT_DISABLED
+        attempts = claim.attempt if settlement.attempt is not None else claim.attempt - 1
+        result = await conn.execute(
+            update(_D)
+            .where(_D.c.id == claim.delivery_id, _D.c.claim_token == claim.token)
+            .values(
+                status=status,
+                attempts=attempts,
+                next_attempt_at=next_at,
+                claimed_until=None,
+                claim_token=None,
+                detail=detail,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            raise _LostClaim
+        if (attempt := settlement.attempt) is not None:
+            await conn.execute(
+                insert(_A).values(
+                    delivery_id=claim.delivery_id,
+                    number=attempt.number,
+                    status_code=attempt.status,
+                    latency_ms=attempt.latency_ms,
+                    detail=attempt.detail,
+                    reason=attempt.reason,
+                    response=attempt.response,
+                    attempted_at=attempt.attempted_at,
+                    trigger=attempt.trigger,
+                )
+            )
+        if settlement.disable_reason is not None:
+            await conn.execute(
+                update(_E)
+                .where(_E.c.id == claim.endpoint_id)
+                .values(
+                    enabled=False,
+                    disabled_reason=settlement.disable_reason,
+                    disabled_at=now,
+                    updated_at=now,
+                )
+            )
+            # what waits for it fails now; what another worker holds fails when it settles
+            await conn.execute(
+                update(_D)
+                .where(
+                    _D.c.endpoint_id == claim.endpoint_id,
+                    _D.c.status == PENDING,
+                    _D.c.id != claim.delivery_id,
+                    or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
+                )
+                .values(
+                    status=FAILED,
+                    next_attempt_at=None,
+                    claimed_until=None,
+                    claim_token=None,
+                    detail=ENDPOINT_DISABLED,
+                    updated_at=now,
+                )
+            )
+
+
+def _claimable(now: datetime) -> list[Any]:
+    return [
+        _D.c.status == PENDING,
+        _D.c.next_attempt_at <= now,
+        or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
+    ]
+
+
+def _not_blocked(saturated: Sequence[str]) -> list[Any]:
+    """Not behind an earlier pending delivery of its ordered endpoint, nor ``saturated``."""
+    head = _D.alias("head")
+    behind = exists().where(
+        head.c.endpoint_id == _D.c.endpoint_id,
+        head.c.status == PENDING,
+        head.c.sequence < _D.c.sequence,
+    )
+    conditions: list[Any] = [or_(_D.c.sequence.is_(None), ~behind)]
+    if saturated:
+        conditions.append(_D.c.endpoint_id.not_in(list(saturated)))
+    return conditions
+
+
+def _round_robin(
+    candidates: list[tuple[str, str, bool]],
+    *,
+    limit: int,
+    busy: Mapping[str, int],
+    per_endpoint: int,
+) -> list[str]:
+    """Candidates (in due order) taken one per endpoint per round, within each endpoint's cap
+    (one for an ordered endpoint), so one endpoint's backlog cannot crowd out the others."""
+    queues: dict[str, list[str]] = {}
+    caps: dict[str, int] = {}
+    for delivery_id, endpoint_id, ordered in candidates:
+        queues.setdefault(endpoint_id, []).append(delivery_id)
+        caps[endpoint_id] = (1 if ordered else per_endpoint) - busy.get(endpoint_id, 0)
+    picked: list[str] = []
+    while len(picked) < limit:
+        taken = False
+        for endpoint_id, queue in queues.items():
+            if queue and caps[endpoint_id] > 0 and len(picked) < limit:
+                picked.append(queue.pop(0))
+                caps[endpoint_id] -= 1
+                taken = True
+        if not taken:
+            break
+    return picked
+
+
+def _attempt(row: RowMapping) -> EventAttempt:
+    return EventAttempt(
+        number=int(row["number"]),
+        status=row["status_code"],
+        latency_ms=float(row["latency_ms"]),
+        detail=row["detail"],
+        attempted_at=row["attempted_at"],
+        response=None if row["response"] is None else bytes(row["response"]),
+        reason=row["reason"],
+        trigger=row["trigger"],
+    )
+
+
+def _published(
+    row: RowMapping, deliveries: list[EventDelivery], *, duplicate: bool
+) -> PublishedEvent:
+    return PublishedEvent(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        event_type=row["event_type"],
+        timestamp=row["created_at"],
+        body=bytes(row["body"]),
+        idempotency_key=row["idempotency_key"],
+        deliveries=tuple(deliveries),
+        duplicate=duplicate,
+    )

@@ -1,0 +1,264 @@
+"""The embedded worker: delivers due events from the database, inside the dispatcher's process.
+
+One asyncio task (started with the dispatcher unless ``VIZOCHOK_EVENT_WORKER=off``) claims due
+deliveries with a lease and runs their attempts as tasks:
+
+- **Capacity**: at most ``concurrency`` attempts at once in this process, and at most
+  ``per_endpoint`` per endpoint (one for an ordered endpoint, whose head only is claimable),
+  so an endpoint that hangs holds its own slots only; claims go round robin across endpoints,
+  and endpoints already at their cap are left out of the claim, so another endpoint's delivery
+  waits for a free slot at most, never behind a hanging endpoint's backlog.
+- **Wake-up**: ``publish`` in this process wakes the worker at once (an ``asyncio.Event``); a
+  finished attempt too (a slot is free).  Otherwise it waits until the next delivery falls
+  due (a retry's time, a lease running out), polling every ``poll_seconds`` at the longest for
+  what other processes publish.  Those waits are real time; the injected clock says what is
+  due.
+- **Crashes**: a lease outlives the attempt's own time limit by a few seconds; a process that
+  dies mid-attempt leaves the lease to run out, and the delivery is due again (same delivery,
+  same event id, same attempt number).  Stopping (``stop``) waits for attempts that are
+  recording their outcome, cancels the ones still on the wire and gives their leases back,
+  so the next start delivers them at once.
+
+:meth:`Worker.drain` runs the same claims in the caller's task until nothing is due (waiting,
+with the injected sleep, for retries that fall due before its timeout: a test's fake sleep
+makes a schedule of hours take no time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+import structlog
+
+from .._exceptions import StoreError
+from ..http._attempt import Clock, Sleep
+from ._delivery import EventDeliverer, new_token
+from ._store import Claim, EventStore
+
+#: Claim rounds one fill may make (each leaves out the endpoints the last one filled).
+_MAX_ROUNDS: Final = 8
+#: The shortest wait when something due could not be claimed (held elsewhere a moment).
+_MIN_WAIT_SECONDS: Final = 0.05
+
+_log = structlog.get_logger("vizochok_dispatch")
+
+
+@dataclass(slots=True)
+class _Running:
+    claim: Claim
+    #: The attempt is done and its outcome is being recorded: let it finish on stop.
+    settling: bool = False
+
+
+@dataclass(slots=True)
+class _Stats:
+    attempts: int = 0
+    claims: Counter[str] = field(default_factory=Counter)
+
+
+class Worker:
+    """Claims due deliveries and runs their attempts within the caps (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        deliverer: EventDeliverer,
+        clock: Clock,
+        sleep: Sleep,
+        concurrency: int,
+        per_endpoint: int,
+        poll_seconds: float,
+    ) -> None:
+        self._store = store
+        self._deliverer = deliverer
+        self._clock = clock
+        self._sleep = sleep
+        self._concurrency = concurrency
+        self._per_endpoint = per_endpoint
+        self._poll_seconds = poll_seconds
+        self._running: dict[asyncio.Task[None], _Running] = {}
+        self._busy: Counter[str] = Counter()
+        self._fill_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._stats = _Stats()
+
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is on."""
+        return self._loop is not None and not self._loop.done()
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts under way in this process."""
+        return len(self._running)
+
+    def in_flight_for(self, endpoint_id: str) -> int:
+        """Attempts under way in this process for one endpoint."""
+        return self._busy[endpoint_id]
+
+    def wake(self) -> None:
+        """Something may be due now (a publish in this process)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        if not self.running:
+            self._loop = asyncio.create_task(self._serve(), name="vizochok-event-worker")
+
+    async def stop(self) -> None:
+        """Stop the loop; attempts recording their outcome finish, the others are cancelled
+        and their leases given back."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        on_the_wire = [task for task, running in self._running.items() if not running.settling]
+        for task in on_the_wire:
+            task.cancel()
+        cut_short = [self._running[task].claim for task in on_the_wire]
+        await asyncio.gather(*self._running, return_exceptions=True)
+        if cut_short:
+            try:
+                await self._store.release(cut_short)
+            except StoreError as exc:  # the leases run out instead
+                _log.warning("event_worker.release_failed", error=str(exc), count=len(cut_short))
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.wall(), UTC)
+
+    def _saturated(self) -> list[str]:
+        return [endpoint for endpoint, count in self._busy.items() if count >= self._per_endpoint]
+
+    async def fill(self) -> int:
+        """Claim what is due, up to the free capacity, and start the attempts; how many."""
+        started = 0
+        async with self._fill_lock:
+            for _ in range(_MAX_ROUNDS):
+                free = self._concurrency - len(self._running)
+                if free <= 0:
+                    break
+                claims = await self._store.claim_due(
+                    now=self._now(),
+                    limit=free,
+                    busy={endpoint: n for endpoint, n in self._busy.items() if n},
+                    per_endpoint=self._per_endpoint,
+                    token=new_token(),
+                )
+                for claim in claims:
+                    self._start(claim)
+                started += len(claims)
+                if not claims:
+                    break
+        return started
+
+    def _start(self, claim: Claim) -> None:
+        running = _Running(claim)
+        task = asyncio.create_task(
+            self._attempt(running), name=f"vizochok-event-{claim.delivery_id}"
+        )
+        self._running[task] = running
+        self._busy[claim.endpoint_id] += 1 if not claim.ordered else self._per_endpoint
+        task.add_done_callback(self._finished)
+
+    async def _attempt(self, running: _Running) -> None:
+        claim = running.claim
+        try:
+            await self._deliverer.deliver(claim, on_settling=lambda: _settling(running))
+        except StoreError as exc:
+            # the outcome is not recorded: the lease runs out and the attempt is made again
+            _log.warning("event_worker.store_error", delivery_id=claim.delivery_id, error=str(exc))
+        except Exception as exc:
+            _log.exception(
+                "event_worker.internal_error",
+                delivery_id=claim.delivery_id,
+                error_type=type(exc).__name__,
+            )
+        finally:
+            self._stats.attempts += 1
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """A task's end: its slot is free."""
+        running = self._running.pop(task)
+        claim = running.claim
+        self._busy[claim.endpoint_id] -= 1 if not claim.ordered else self._per_endpoint
+        if self._busy[claim.endpoint_id] <= 0:
+            del self._busy[claim.endpoint_id]
+        self._wake.set()  # a slot is free
+
+    # -- the background loop -----------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                started = await self.fill()
+                wait = await self._wait_after(started)
+            except StoreError as exc:
+                _log.warning("event_worker.store_error", error=str(exc))
+                wait = self._poll_seconds
+            await self._nap(wait)
+
+    async def _wait_after(self, started: int) -> float:
+        """Seconds until the next claim is worth trying (0: at once)."""
+        if started and len(self._running) < self._concurrency:
+            return 0.0  # there may be more due
+        due = await self._store.next_due(saturated=self._saturated())
+        if due is None:
+            return self._poll_seconds
+        wait = (due - self._now()).total_seconds()
+        if wait <= 0:
+            # due, yet nothing was claimed: held elsewhere for a moment
+            wait = 0.0 if started else _MIN_WAIT_SECONDS
+        return min(wait, self._poll_seconds)
+
+    async def _nap(self, seconds: float) -> None:
+        """Wait ``seconds`` of real time, or until woken.
+
+        Real time, not the injected sleep: a test's sleep returns at once (moving its clock),
+        which would spin this loop and run the test's clock away; a test moves its clock
+        itself, and the next look (``poll_seconds`` later at most) sees what fell due.
+        """
+        if seconds <= 0 or self._wake.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    # -- drain -------------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:  # noqa: ASYNC109 - in the injected clock
+        """Deliver what is due in this process, retries included, until nothing is pending
+        that falls due within ``timeout`` seconds (the injected clock's); the attempts made."""
+        deadline = self._clock.monotonic() + timeout
+        before = self._stats.attempts
+        while True:
+            await self.fill()
+            remaining = deadline - self._clock.monotonic()
+            if self._running:
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    set(self._running), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                continue
+            due = await self._store.next_due(saturated=[])
+            if due is None:
+                break
+            wait = (due - self._now()).total_seconds()
+            if wait > remaining:
+                break
+            await self._sleep(max(wait, _MIN_WAIT_SECONDS))
+        return self._stats.attempts - before
+
+
+def _settling(running: _Running) -> None:
+    running.settling = True
