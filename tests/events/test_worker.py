@@ -1,0 +1,366 @@
+"""The embedded worker: started with the dispatcher, woken by publish, polling for other
+processes, per-endpoint caps and fairness, ordered endpoints, a clean stop, leases that run
+out, and a process killed mid-attempt (a real subprocess), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.support.fakes import FakeTime
+from tests.support.loopback import LoopbackServer, Received, Reply, serve
+from vizochok_dispatch import Dispatcher, SecretBox
+from vizochok_dispatch.events._delivery import new_token
+from vizochok_dispatch.events._store import EventStore
+from vizochok_dispatch.events._tables import EventDeliveryRow
+from vizochok_dispatch.tenants._sql_store import SqlConfigStore
+
+from .support import KEYS, TENANT, MakeDispatcher, example, make, settings_for, settled, wait_for
+
+__all__ = ["make"]
+
+pytestmark = pytest.mark.loopback
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Gate:
+    """A receiver that holds requests to paths under ``/hold`` until ``open``; counts overlap."""
+
+    opened: asyncio.Event = field(default_factory=asyncio.Event)
+    status: int = 200
+    now: int = 0
+    most: dict[str, int] = field(default_factory=dict)
+    current: dict[str, int] = field(default_factory=dict)
+    statuses: list[int] = field(default_factory=list)  # replies in order, then ``status``
+
+    async def __call__(self, request: Received, reply: Reply) -> None:
+        path = request.path
+        self.current[path] = self.current.get(path, 0) + 1
+        self.most[path] = max(self.most.get(path, 0), self.current[path])
+        try:
+            if path.startswith("/hold"):
+                await self.opened.wait()
+            status = self.statuses.pop(0) if self.statuses else self.status
+            await reply.send(status, b"")
+        finally:
+            self.current[path] -= 1
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[tuple[LoopbackServer, Gate]]:
+    handler = Gate()
+    async with serve(handler) as server:
+        try:
+            yield server, handler
+        finally:
+            handler.opened.set()
+
+
+def _at(server: LoopbackServer, path: str) -> list[Received]:
+    return [r for r in server.received if r.path == path]
+
+
+async def _statuses(d: Dispatcher, tenant: str = TENANT) -> list[str]:
+    return [dl.status for dl in await d.events.deliveries(tenant)]
+
+
+# -- starting, waking, polling ------------------------------------------------------------------
+
+
+async def test_the_embedded_worker_delivers_without_being_asked(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Embedded: started with the dispatcher, a publish is delivered with no drain call."""
+    server, _ = gate
+    d = await make()
+    assert d.events.worker.running
+    await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["order.*"])
+    ev = await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(server.received) == 1)
+    assert server.received[0].headers["x-vizochok-delivery"] == ev.id
+    await settled(d, {"delivered"})
+
+
+async def test_the_worker_off_delivers_nothing_until_drained(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """VIZOCHOK_EVENT_WORKER=off: no worker runs; drain delivers in the caller's task."""
+    server, _ = gate
+    d = await make(event_worker="off")
+    assert not d.events.worker.running
+    await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["order.*"])
+    await d.events.publish(TENANT, "order.created", data=example())
+    assert await _statuses(d) == ["pending"]
+    assert (await d.events.drain(timeout=10)).pending == 0
+    assert await _statuses(d) == ["delivered"]
+
+
+async def test_what_another_process_publishes_is_found_by_polling(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Polling: a publish the worker is not told of (another dispatcher) is delivered too."""
+    server, _ = gate
+    worker = await make(event_poll_seconds=0.05)
+    publisher = await make(event_worker="off")
+    await publisher.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["*"])
+    await publisher.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(server.received) == 1)
+    assert worker.events.worker.running and not publisher.events.worker.running
+
+
+# -- capacity, fairness and order ---------------------------------------------------------------
+
+
+async def test_an_endpoint_has_at_most_its_cap_in_flight(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Per-endpoint cap: a held endpoint has only its cap of attempts open; others still go."""
+    server, handler = gate
+    d = await make(event_max_in_flight_per_endpoint=2)
+    held = await d.events.create_endpoint(TENANT, url=server.url("/hold"), event_types=["order.*"])
+    await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["chat.*"])
+    for _ in range(6):
+        await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(_at(server, "/hold")) == 2)
+    await d.events.publish(TENANT, "chat.session.created", data=example("chat.session.created"))
+    await wait_for(lambda: len(_at(server, "/fast")) == 1)
+    assert len(_at(server, "/hold")) == 2, "no third attempt while two are held"
+    assert d.events.worker.in_flight_for(held.id) == 2
+    handler.opened.set()
+    await wait_for(lambda: len(_at(server, "/hold")) == 6)
+    assert handler.most["/hold"] == 2
+    await settled(d, {"delivered"})
+
+
+async def _latencies(d: Dispatcher, server: LoopbackServer, count: int) -> list[float]:
+    taken = []
+    for _ in range(count):
+        wanted = len(_at(server, "/fast")) + 1
+        started = time.perf_counter()
+        await d.events.publish(TENANT, "chat.session.created", data=example("chat.session.created"))
+        await wait_for(lambda: len(_at(server, "/fast")) >= wanted)  # noqa: B023 - awaited here
+        taken.append(time.perf_counter() - started)
+    return taken
+
+
+async def test_a_hanging_endpoint_does_not_slow_another(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Fairness: while endpoint A hangs with a backlog, B's latency stays within 2x of B alone."""
+    server, _ = gate
+    # Without the cap A would take all 8 slots; without leaving A out of the claim, its
+    # backlog (due first) would fill every claim's candidates and B would wait behind it.
+    d = await make(event_max_in_flight_per_endpoint=4, event_worker_concurrency=8)
+    await d.events.create_endpoint(TENANT, url=server.url("/hold"), event_types=["order.*"])
+    await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["chat.*"])
+    await _latencies(d, server, 3)  # warm: connections, statements
+    alone = statistics.median(await _latencies(d, server, 9))
+    for _ in range(40):
+        await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(_at(server, "/hold")) == 4)
+    beside = statistics.median(await _latencies(d, server, 9))
+    assert len(_at(server, "/hold")) == 4
+    assert beside <= 2 * alone, (
+        f"B alone {alone * 1000:.1f} ms, beside a hanging A {beside * 1000:.1f} ms"
+    )
+
+
+async def test_an_ordered_endpoint_gets_publish_order_one_at_a_time(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Ordered: one attempt at a time, in publish order; a retry holds the ones behind it."""
+    server, handler = gate
+    handler.statuses = [500]  # the first event's first attempt fails
+    d = await make(event_retry_schedule="50ms", event_max_in_flight_per_endpoint=8)
+    await d.events.create_endpoint(
+        TENANT, url=server.url("/fast"), event_types=["order.*"], ordered=True
+    )
+    published = [await d.events.publish(TENANT, "order.created", data=example()) for _ in range(6)]
+    await wait_for(lambda: len(server.received) == 7)
+    arrived = [r.headers["x-vizochok-delivery"] for r in server.received]
+    ids = [ev.id for ev in published]
+    assert arrived == [ids[0], *ids]
+    assert [r.headers["x-vizochok-attempt"] for r in server.received[:2]] == ["1", "2"]
+    assert handler.most["/fast"] == 1
+    await settled(d, {"delivered"})
+
+
+async def test_other_endpoints_stay_parallel_beside_an_ordered_one(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Ordered: only its own deliveries wait in line; an unordered endpoint takes several."""
+    server, handler = gate
+    d = await make(event_max_in_flight_per_endpoint=3)
+    await d.events.create_endpoint(TENANT, url=server.url("/hold"), event_types=["order.*"])
+    await d.events.create_endpoint(
+        TENANT, url=server.url("/hold-ordered"), event_types=["order.*"], ordered=True
+    )
+    for _ in range(4):
+        await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(
+        lambda: len(_at(server, "/hold")) == 3 and len(_at(server, "/hold-ordered")) == 1
+    )
+    handler.opened.set()
+    await wait_for(
+        lambda: len(_at(server, "/hold")) == 4 and len(_at(server, "/hold-ordered")) == 4
+    )
+    assert handler.most == {"/hold": 3, "/hold-ordered": 1}
+
+
+# -- stopping and crashing ----------------------------------------------------------------------
+
+
+async def _delivery_row(url: str) -> dict[str, object]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(select(EventDeliveryRow.__table__))).one()
+            return dict(row._mapping)
+    finally:
+        await engine.dispose()
+
+
+async def test_closing_cuts_attempts_short_and_gives_their_leases_back(
+    database_url: str, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Stop: close returns at once mid-attempt; the delivery is due again, sent on next start."""
+    server, handler = gate
+    settings = settings_for(database_url)
+    async with Dispatcher.from_settings(settings) as first:
+        await first.events.create_endpoint(TENANT, url=server.url("/hold"), event_types=["*"])
+        ev = await first.events.publish(TENANT, "order.created", data=example())
+        await wait_for(lambda: len(server.received) == 1)
+        started = time.monotonic()
+    assert time.monotonic() - started < 2, "close did not wait for the 15 s attempt"
+    row = await _delivery_row(database_url)
+    assert (row["status"], row["claimed_until"], row["claim_token"], row["attempts"]) == (
+        "pending",
+        None,
+        None,
+        0,
+    )
+    handler.opened.set()
+    async with Dispatcher.from_settings(settings) as second:
+        await wait_for(lambda: len(server.received) == 2)
+        await settled(second, {"delivered"})
+    again = server.received[1]
+    assert again.headers["x-vizochok-delivery"] == ev.id
+    assert again.headers["x-vizochok-attempt"] == "1"
+    assert again.body == server.received[0].body
+
+
+async def test_a_lease_that_runs_out_is_claimed_again(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate], database_url: str
+) -> None:
+    """Lease: a delivery held by a worker that vanished is due again once its lease runs out."""
+    server, _ = gate
+    fake = FakeTime(now=time.time())
+    d = await make(event_worker="off", clock=fake.clock, sleep=fake.sleep)
+    await d.events.create_endpoint(
+        TENANT, url=server.url("/fast"), event_types=["*"], timeout_seconds=2
+    )
+    ev = await d.events.publish(TENANT, "order.created", data=example())
+    # another worker claims it and is never heard of again
+    box = None if database_url.startswith("sqlite") else SecretBox.from_keyring(KEYS)
+    other = EventStore(SqlConfigStore(database_url, auto_migrate=False, secret_box=box))
+    try:
+        claims = await other.claim_due(
+            now=datetime.fromtimestamp(fake.now, UTC),
+            limit=10,
+            busy={},
+            per_endpoint=4,
+            token=new_token(),
+        )
+    finally:
+        await other.close()
+        await other._config.close()
+    assert [c.event_id for c in claims] == [ev.id]
+    started = fake.now
+    report = await d.events.drain(timeout=60)
+    assert report.pending == 0
+    assert fake.now - started == pytest.approx(2 + 5, abs=0.1), "waited for the lease only"
+    (dl,) = await d.events.deliveries(TENANT)
+    assert dl.status == "delivered" and [a.number for a in dl.attempts] == [1]
+    assert len(server.received) == 1
+
+
+CRASHING_WORKER = """
+import asyncio, sys
+from vizochok_dispatch import Dispatcher, SecretBox
+from vizochok_dispatch.events._catalog import EVENT_TYPES
+
+async def main(url, hook):
+    async with Dispatcher.from_database_url(
+        url, allow_http=True, allowed_networks="127.0.0.0/8", auto_migrate=True
+    ) as d:
+        await d.events.create_endpoint(
+            "tenant-1", url=hook, event_types=["order.*"], timeout_seconds=1
+        )
+        await d.events.publish(
+            "tenant-1", "order.created", data=EVENT_TYPES["order.created"].example
+        )
+        await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_worker_killed_mid_attempt_loses_nothing(
+    database_url: str, gate: tuple[LoopbackServer, Gate]
+) -> None:
+    """Crash: SIGKILL while the receiver holds the attempt; a new process delivers it, same ids."""
+    server, handler = gate
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    env.pop("VIZOCHOK_DATABASE_URL", None)
+    env.pop("VIZOCHOK_SECRET_KEYS", None)
+    if not database_url.startswith("sqlite"):
+        env["VIZOCHOK_SECRET_KEYS"] = KEYS
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CRASHING_WORKER,
+        database_url,
+        server.url("/hold"),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for(lambda: len(server.received) == 1, seconds=30)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        async with asyncio.timeout(10):
+            await process.wait()
+    assert process.returncode == -signal.SIGKILL
+    row = await _delivery_row(database_url)
+    assert row["status"] == "pending" and row["claim_token"] is not None, "killed holding the lease"
+    handler.opened.set()
+    async with Dispatcher.from_settings(settings_for(database_url)) as after:
+        await wait_for(lambda: len(server.received) == 2, seconds=20)
+        await settled(after, {"delivered"})
+        (dl,) = await after.events.deliveries(TENANT)
+    first, second = server.received
+    assert dl.id == row["id"]
+    assert (
+        second.headers["x-vizochok-delivery"] == first.headers["x-vizochok-delivery"] == dl.event_id
+    )
+    assert second.headers["x-vizochok-attempt"] == first.headers["x-vizochok-attempt"] == "1"
+    assert second.body == first.body
+    assert [a.number for a in dl.attempts] == [1]
