@@ -26,6 +26,9 @@ from .contract._signing import (
     signature_headers,
 )
 from .events._catalog import EVENT_TYPES, EventType
+from .events._schedule import RetrySchedule
+from .events._service import EventService
+from .events._values import DrainReport, EventAttempt, EventDelivery, EventEndpoint, PublishedEvent
 from .http._transport import AiohttpTransport
 from .tenants._cache import CachedConfigStore
 from .tenants._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
@@ -70,6 +73,11 @@ __all__ = [
     "DispatchError",
     "DispatchSettings",
     "Dispatcher",
+    "DrainReport",
+    "EventAttempt",
+    "EventDelivery",
+    "EventEndpoint",
+    "EventService",
     "EventType",
     "FieldError",
     "FireAttempt",
@@ -80,9 +88,11 @@ __all__ = [
     "IssuedKey",
     "ProductOffer",
     "ProductsResult",
+    "PublishedEvent",
     "RateLimiter",
     "ReencryptReport",
     "RetryPolicy",
+    "RetrySchedule",
     "SchemaNotReady",
     "SecretBox",
     "SecretUnreadable",

@@ -23,8 +23,7 @@ from standardwebhooks import Webhook
 
 from tests.support.fakes import FakeTime
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
-from vizochok_dispatch import Dispatcher, compute_signature
-from vizochok_dispatch.events._values import EventDelivery
+from vizochok_dispatch import Dispatcher, EventDelivery, compute_signature
 
 from .support import TENANT, MakeDispatcher, example, make
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from vizochok_dispatch import Dispatcher, DispatchSettings, SettingsError
-from vizochok_dispatch.events._schedule import DEFAULT_RETRY_SCHEDULE, RetrySchedule
+from vizochok_dispatch import Dispatcher, DispatchSettings, RetrySchedule, SettingsError
+from vizochok_dispatch.events._schedule import DEFAULT_RETRY_SCHEDULE
 
 ENV = "VIZOCHOK_EVENT_RETRY_SCHEDULE"
 
