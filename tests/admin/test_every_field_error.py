@@ -89,3 +89,16 @@ async def test_rotate_lists_a_short_secret_beside_an_unknown_field(admin: Admin)
     assert set(fields) == {"secret", "colour"}
     assert "at least 24" in fields["secret"]
     assert await admin.store.get_config("shop-a") == before
+
+
+async def test_a_blank_secret_is_refused_naming_the_field(admin: Admin) -> None:
+    """PATCH and rotate: a secret of 24 spaces is a 422 naming secret; nothing changes."""
+    issued, _ = await admin.configured("shop-a")
+    before = await admin.store.get_config("shop-a")
+    patched = await admin.client.patch(
+        WEBHOOKS, headers=bearer(issued.key), json={"secret": " " * 24}
+    )
+    rotated = await admin.client.post(ROTATE, headers=bearer(issued.key), json={"secret": " " * 24})
+    for response in (patched, rotated):
+        assert listed(response) == {"secret": "must not contain spaces or other whitespace"}
+    assert await admin.store.get_config("shop-a") == before

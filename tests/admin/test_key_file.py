@@ -21,7 +21,9 @@ from vizochok_dispatch import (
     DispatchSettings,
     SecretBox,
     SecretUnreadable,
+    SettingsError,
     SqlConfigStore,
+    StoreError,
 )
 from vizochok_dispatch._cli import main
 from vizochok_dispatch.admin import create_admin_app
@@ -185,3 +187,54 @@ def test_the_cli_says_what_is_missing_in_one_line(
     assert "Traceback" not in result.output
     assert not _keys(database).exists()
     assert served == [], "serve got as far as starting the server"
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["secrets-encrypted", "no-secrets"])
+async def test_a_key_file_that_is_a_directory_is_named_as_one(
+    database: Path, encrypted: bool
+) -> None:
+    """Key file: a directory where <db>.keys belongs is reported as a directory, not missing."""
+    if encrypted:
+        await _saved_with_key_file(database)
+        _keys(database).unlink()
+    _keys(database).mkdir()
+    store = SqlConfigStore(_url(database))
+    try:
+        with pytest.raises(StoreError) as caught:
+            await store.open()
+    finally:
+        await store.close()
+    message = str(caught.value)
+    assert f"{_keys(database)} is a directory, not" in message
+    assert "missing" not in message and "IsADirectoryError" not in message
+    assert isinstance(caught.value, SecretUnreadable) is encrypted
+    assert _keys(database).is_dir()
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "# only a comment\n", " , \n"])
+async def test_an_empty_key_file_is_named_as_the_file(database: Path, content: str) -> None:
+    """Key file: one holding no key names the file (not VIZOCHOK_SECRET_KEYS) and what to do."""
+    _keys(database).write_text(content)
+    _keys(database).chmod(0o600)
+    store = SqlConfigStore(_url(database))
+    try:
+        with pytest.raises(SettingsError) as caught:
+            await store.open()
+    finally:
+        await store.close()
+    message = str(caught.value)
+    assert message.startswith(f"the key file {_keys(database)} holds no key")
+    assert "VIZOCHOK_SECRET_KEYS" not in message
+
+
+async def test_a_malformed_key_file_is_named_as_the_file(database: Path) -> None:
+    """Key file: a malformed entry is reported against the file, not the setting."""
+    _keys(database).write_text("not-a-key-line\n")
+    _keys(database).chmod(0o600)
+    store = SqlConfigStore(_url(database))
+    try:
+        with pytest.raises(SettingsError) as caught:
+            await store.open()
+    finally:
+        await store.close()
+    assert str(caught.value).startswith(f"the key file {_keys(database)}: every entry must read")

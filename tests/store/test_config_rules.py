@@ -346,3 +346,24 @@ async def test_valid_fields_beside_an_invalid_one_are_not_stored(store: ConfigSt
         secret=OWN_SECRET,
         timeout_seconds=99,
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(" " * 24, id="24-spaces"),
+        pytest.param("\t" * 30, id="tabs"),
+        pytest.param("own-secret with-a-space-inside", id="space-inside"),
+        pytest.param("own-secret-with-a-trailing-space ", id="trailing-space"),
+        pytest.param("own-secret-with-a-no-break\u00a0space", id="no-break-space"),
+        pytest.param("own-secret-with-an-ideographic\u3000space", id="ideographic-space"),
+        pytest.param("own-secret-with-a-line\u2028separator", id="line-separator"),
+    ],
+)
+async def test_an_own_secret_with_whitespace_is_refused(store: ConfigStore, value: str) -> None:
+    """§1 secret: a blank secret, or one holding any whitespace, is refused, the rule named."""
+    before = await save_minimal(store)
+    error = await _assert_refused(store, before, {"secret"}, secret=value)
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("secret", "must not contain spaces or other whitespace")
+    ]

@@ -331,7 +331,12 @@ def _timeout_problem(value: object) -> str | None:
 
 
 def secret_problem(value: object) -> str | None:
-    """Why ``value`` cannot be a tenant's own secret, or ``None`` when it can."""
+    """Why ``value`` cannot be a tenant's own secret, or ``None`` when it can.
+
+    24 to 256 characters of UTF-8 text with no whitespace (so none is blank, and none loses
+    or gains a space on its way through a config file or a shell) and no control or other
+    non-printable characters (docs/webhooks.md §1).
+    """
     if not isinstance(value, str):
         return "must be a string"
     if len(value) < MIN_OWN_SECRET_CHARS:
@@ -342,6 +347,8 @@ def secret_problem(value: object) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return "must be valid UTF-8 text"
+    if any(ch.isspace() for ch in value):
+        return "must not contain spaces or other whitespace"
     if not value.isprintable():
         return "must not contain control characters"
     return None

@@ -46,10 +46,16 @@ KEYS_SETTING: Final = "VIZOCHOK_SECRET_KEYS"
 KEY_FILE_SUFFIX: Final = ".keys"
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_BAD_KEY_ID: Final = (
-    f"{KEYS_SETTING}: every entry must read key_id:base64key, the id 1-32 letters, digits, "
-    "_ or - (the entry is not shown here)"
-)
+
+
+def _bad_key_id(source: str) -> str:
+    return (
+        f"{source}: every entry must read key_id:base64key, the id 1-32 letters, digits, "
+        "_ or - (the entry is not shown here)"
+    )
+
+
+_BAD_KEY_ID: Final = _bad_key_id(KEYS_SETTING)
 _log = structlog.get_logger("vizochok_dispatch")
 
 
@@ -77,27 +83,30 @@ class SecretBox:
 
     __slots__ = ("_keys", "_primary")
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, source: str = KEYS_SETTING) -> None:
+        """``source`` names where the keys came from in errors (the setting, or a key file)."""
         if not keys:
-            raise SettingsError(f"{KEYS_SETTING} must name at least one key")
+            raise SettingsError(f"{source} must name at least one key")
         ring: dict[str, _Key] = {}
         for key_id, key in keys:
             if not _KEY_ID.fullmatch(key_id):
-                raise SettingsError(_BAD_KEY_ID)
+                raise SettingsError(_bad_key_id(source))
             if key_id in ring:
-                raise SettingsError(f"{KEYS_SETTING}: key id {key_id!r} appears twice")
+                raise SettingsError(f"{source}: key id {key_id!r} appears twice")
             if len(key) != KEY_BYTES:
                 raise SettingsError(
-                    f"{KEYS_SETTING}: key {key_id!r} must be {KEY_BYTES} bytes (base64), "
-                    f"not {len(key)}"
+                    f"{source}: key {key_id!r} must be {KEY_BYTES} bytes (base64), not {len(key)}"
                 )
             ring[key_id] = _Key(key_id, AESGCM(key))
         self._keys = ring
         self._primary = keys[0][0]
 
     @classmethod
-    def from_keyring(cls, text: str) -> SecretBox:
-        """Parse ``id:base64key`` entries separated by commas or lines (``#`` comments)."""
+    def from_keyring(cls, text: str, *, source: str = KEYS_SETTING) -> SecretBox:
+        """Parse ``id:base64key`` entries separated by commas or lines (``#`` comments).
+
+        ``source`` names the text in errors: ``VIZOCHOK_SECRET_KEYS``, or a key file.
+        """
         entries: list[tuple[str, bytes]] = []
         for raw_line in text.splitlines():
             line = raw_line.split("#", 1)[0]
@@ -108,14 +117,14 @@ class SecretBox:
                 key_id, sep, encoded = entry.partition(":")
                 if not sep:
                     raise SettingsError(
-                        f"{KEYS_SETTING}: every entry must read key_id:base64key "
+                        f"{source}: every entry must read key_id:base64key "
                         "(the key itself is not shown here)"
                     )
                 key_id = key_id.strip()
                 if not _KEY_ID.fullmatch(key_id):  # checked first: a misplaced key is not echoed
-                    raise SettingsError(_BAD_KEY_ID)
-                entries.append((key_id, _decode_key(key_id, encoded.strip())))
-        return cls(entries)
+                    raise SettingsError(_bad_key_id(source))
+                entries.append((key_id, _decode_key(key_id, encoded.strip(), source)))
+        return cls(entries, source=source)
 
     @classmethod
     def generate(cls, key_id: str | None = None) -> tuple[SecretBox, str]:
@@ -185,19 +194,30 @@ def new_key_line(key_id: str | None = None) -> str:
     return f"{chosen}:{base64.b64encode(os.urandom(KEY_BYTES)).decode('ascii')}"
 
 
-def _decode_key(key_id: str, encoded: str) -> bytes:
+def _decode_key(key_id: str, encoded: str, source: str) -> bytes:
     try:
         standard = encoded.replace("-", "+").replace("_", "/")  # urlsafe accepted too
         return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise SettingsError(
-            f"{KEYS_SETTING}: key {key_id!r} is not valid base64 (the key is not shown here)"
+            f"{source}: key {key_id!r} is not valid base64 (the key is not shown here)"
         ) from None
 
 
 def key_file_for(database_path: Path) -> Path:
     """Where the embedded default keeps its key: ``<database file>.keys``, beside it."""
     return database_path.with_name(database_path.name + KEY_FILE_SUFFIX)
+
+
+def key_file_kind(path: Path) -> str | None:
+    """What is at ``path`` when it is there but is no regular file (``"a directory"``,
+    ``"not a regular file"``: a socket, a device, a broken link); ``None`` when it is a
+    file or nothing is there."""
+    if path.is_file() or not (path.exists() or path.is_symlink()):
+        return None
+    if path.is_dir():
+        return "a directory"
+    return "not a regular file" if path.exists() else "a link to nothing"
 
 
 def load_or_create_key_file(path: Path) -> SecretBox:
@@ -216,10 +236,14 @@ def load_or_create_key_file(path: Path) -> SecretBox:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         _log.warning("secrets.key_file_readable", path=str(path), mode=oct(mode))
-    try:
-        return SecretBox.from_keyring(path.read_text(encoding="utf-8"))
-    except SettingsError as exc:
-        raise SettingsError(f"key file {path}: {exc}") from None
+    source = f"the key file {path}"
+    text = path.read_text(encoding="utf-8")
+    if not any(line.split("#", 1)[0].replace(",", " ").strip() for line in text.splitlines()):
+        raise SettingsError(
+            f"{source} holds no key (only blank or comment lines): restore it from the "
+            "database's backup; if no secret is stored yet, delete it and a new key is made"
+        )
+    return SecretBox.from_keyring(text, source=source)
 
 
 def _create_key_file(path: Path) -> None:

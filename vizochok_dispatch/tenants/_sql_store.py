@@ -40,6 +40,7 @@ from ._crypto import (
     SecretBox,
     is_encrypted,
     key_file_for,
+    key_file_kind,
     load_or_create_key_file,
 )
 from ._models import WebhookConfigRow
@@ -422,8 +423,14 @@ class SqlConfigStore:
         """
         key_file = key_file_for(database)
         try:
+            kind = await asyncio.to_thread(key_file_kind, key_file)
             exists = await asyncio.to_thread(key_file.is_file)
             needed = await self._encrypted_key_ids()
+            if kind is not None:
+                # say what is there: "missing" would send the reader looking for a lost file
+                raise (SecretUnreadable if needed else StoreError)(
+                    _not_a_key_file(database, key_file, kind, needed)
+                )
             if not exists and needed:
                 raise SecretUnreadable(_missing_key_file(database, key_file, needed))
             box = await asyncio.to_thread(load_or_create_key_file, key_file)
@@ -735,6 +742,20 @@ def _missing_key_file(database: Path, key_file: Path, key_ids: list[str]) -> str
         f"its key file {key_file} is missing. Restore {key_file.name} from the backup of the "
         f"database (they belong together), or set {KEYS_SETTING} to that key's line "
         f"(key_id:base64key). {_LOST_KEY_ADVICE}"
+    )
+
+
+def _not_a_key_file(database: Path, key_file: Path, kind: str, key_ids: list[str]) -> str:
+    if key_ids:
+        return (
+            f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, "
+            f"and where its key file belongs, {key_file} is {kind}, not a key file. Move it "
+            f"away and restore {key_file.name} from the database's backup, or set "
+            f"{KEYS_SETTING} to that key's line (key_id:base64key). {_LOST_KEY_ADVICE}"
+        )
+    return (
+        f"{key_file} is {kind}, not the key file of {database.name}: move it away (a new key "
+        f"file is then made there, as no stored secret is encrypted yet), or set {KEYS_SETTING}"
     )
 
 
