@@ -52,6 +52,16 @@ def _closed_port() -> int:
     return port
 
 
+def _never_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve`` must stop at its store check: were it to get further, fail, do not serve."""
+    import uvicorn  # noqa: PLC0415 - patched for these tests only
+
+    def refuse(*_args: object, **_options: object) -> None:
+        pytest.fail("serve got as far as starting the server")
+
+    monkeypatch.setattr(uvicorn, "run", refuse)
+
+
 #: (case, URL template with {pw} and {tmp}, what the one line must say)
 URLS: list[tuple[str, str, str]] = [
     ("port-too-big", "postgresql+asyncpg://u:{pw}@127.0.0.1:99999/x", "port 99999 is not from 1"),
@@ -74,9 +84,15 @@ URLS: list[tuple[str, str, str]] = [
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 @pytest.mark.parametrize(("case", "template", "says"), URLS, ids=[u[0] for u in URLS])
 def test_an_unusable_database_url_is_one_line_in_every_command(
-    tmp_path: Path, command: tuple[str, ...], case: str, template: str, says: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: tuple[str, ...],
+    case: str,
+    template: str,
+    says: str,
 ) -> None:
     """CLI: each kind of unusable database URL, in each command: exit 1, one masked line."""
+    _never_serve(monkeypatch)
     password = "Db-Pw-" + secrets.token_hex(8)
     url = template.format(pw=password, tmp=tmp_path, closed=_closed_port())
     result = CliRunner().invoke(main, ["--database-url", url, *command], env=ENV)
@@ -92,9 +108,10 @@ def test_an_unusable_database_url_is_one_line_in_every_command(
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("problem", ["no-such-database", "wrong-password"])
 def test_a_database_the_server_refuses_is_named_in_one_line(
-    postgres_url: str, command: tuple[str, ...], problem: str
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...], problem: str
 ) -> None:
     """CLI: a database the server does not have, or a refused login, is said in words."""
+    _never_serve(monkeypatch)
     password = "Db-Pw-" + secrets.token_hex(8)
     server = make_url(postgres_url)
     if problem == "no-such-database":
