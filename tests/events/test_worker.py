@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from structlog.testing import capture_logs
 
 from tests.support.fakes import FakeTime
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
@@ -120,6 +121,31 @@ async def test_what_another_process_publishes_is_found_by_polling(
     await publisher.events.publish(TENANT, "order.created", data=example())
     await wait_for(lambda: len(server.received) == 1)
     assert worker.events.worker.running and not publisher.events.worker.running
+
+
+async def test_the_worker_outlives_a_database_failure(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate], database_url: str
+) -> None:
+    """Embedded: a failing database is logged and tried again, backing off; delivery resumes."""
+    server, _ = gate
+    d = await make(event_poll_seconds=0.05)
+    await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["*"])
+    engine = create_async_engine(database_url)
+    try:
+        with capture_logs() as logs:
+            async with engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE event_deliveries RENAME TO parked"))
+            await wait_for(lambda: sum(e["event"] == "event_worker.store_error" for e in logs) >= 3)
+            async with engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE parked RENAME TO event_deliveries"))
+    finally:
+        await engine.dispose()
+    waits = [e["retry_in"] for e in logs if e["event"] == "event_worker.store_error"][:3]
+    assert waits == [0.05, 0.1, 0.2], "the waits double"
+    assert d.events.worker.running
+    await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(server.received) == 1)
+    await settled(d, {"delivered"})
 
 
 # -- capacity, fairness and order ---------------------------------------------------------------

@@ -291,7 +291,7 @@ class EventService:
         falls due within ``timeout`` seconds (of the dispatcher's clock: an injected clock
         and sleep make retries instant in tests).  With the embedded worker running, its
         attempts count as this process's too.  Returns the attempts made and what is still
-        pending."""
+        pending; raises :class:`StoreError` when the database fails."""
         store, _, worker = self._parts()
         attempts = await worker.drain(timeout)
         return DrainReport(attempts=attempts, pending=await store.count_pending())

@@ -18,6 +18,9 @@ deliveries with a lease and runs their attempts as tasks:
   same event id, same attempt number).  Stopping (``stop``) waits for attempts that are
   recording their outcome, cancels the ones still on the wire and gives their leases back,
   so the next start delivers them at once.
+- **Database failures**: logged (``event_worker.store_error``) and tried again, the waits
+  doubling from ``poll_seconds`` up to 30 s; an attempt whose outcome cannot be recorded is
+  made again once its lease runs out.
 
 :meth:`Worker.drain` runs the same claims in the caller's task until nothing is due (waiting,
 with the injected sleep, for retries that fall due before its timeout: a test's fake sleep
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
@@ -44,6 +47,8 @@ from ._store import Claim, EventStore
 _MAX_ROUNDS: Final = 8
 #: The shortest wait when something due could not be claimed (held elsewhere a moment).
 _MIN_WAIT_SECONDS: Final = 0.05
+#: The longest wait between tries while the database fails.
+_MAX_BACKOFF_SECONDS: Final = 30.0
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -57,8 +62,8 @@ class _Running:
 
 @dataclass(slots=True)
 class _Stats:
+    #: Attempts this worker finished (recorded or not), for ``drain``'s report.
     attempts: int = 0
-    claims: Counter[str] = field(default_factory=Counter)
 
 
 class Worker:
@@ -198,15 +203,30 @@ class Worker:
     # -- the background loop -----------------------------------------------------------------
 
     async def _serve(self) -> None:
+        failures = 0
         while True:
             self._wake.clear()
             try:
                 started = await self.fill()
                 wait = await self._wait_after(started)
+                failures = 0
             except StoreError as exc:
-                _log.warning("event_worker.store_error", error=str(exc))
-                wait = self._poll_seconds
+                failures += 1
+                wait = self._backoff(failures)
+                _log.warning(
+                    "event_worker.store_error", error=str(exc), failures=failures, retry_in=wait
+                )
+            except Exception as exc:  # the loop outlives any one bad round
+                failures += 1
+                wait = self._backoff(failures)
+                _log.exception("event_worker.internal_error", error_type=type(exc).__name__)
             await self._nap(wait)
+
+    def _backoff(self, failures: int) -> float:
+        """The wait after ``failures`` failed rounds in a row: ``poll_seconds`` doubling, up to
+        :data:`_MAX_BACKOFF_SECONDS` (a publish here still wakes the worker at once)."""
+        doubled: float = self._poll_seconds * float(2 ** min(failures - 1, 16))
+        return min(doubled, max(self._poll_seconds, _MAX_BACKOFF_SECONDS))
 
     async def _wait_after(self, started: int) -> float:
         """Seconds until the next claim is worth trying (0: at once)."""
