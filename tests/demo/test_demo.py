@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from vizochok_dispatch.demo import _shop, run_demo
+from vizochok_dispatch.demo import _events, _shop, run_demo
+from vizochok_dispatch.demo._run import _open_dispatcher
+from vizochok_dispatch.demo._transcript import Transcript
 
 pytestmark = pytest.mark.loopback
 
@@ -35,6 +37,14 @@ KEY_LINES = [
     "POST /api/v1/admin/webhooks/test as sloppy-market -> HTTP 200",
     "problem: milk-002: price is a string, not a number",
     "no API key appears anywhere in this transcript",
+    "== 8. Event webhooks: fresh-market subscribes to order.*",
+    "publish chat.session.created -> 0 deliveries",
+    "the tenant's on_event got OrderCreatedEvent ORD-DEMO-0001",
+    "== 9. Event webhooks: flaky-market's handler fails twice (retries 50ms,50ms)",
+    "attempt 3: HTTP 200",
+    "endpoint: enabled=False, reason: the endpoint answered 410 Gone",
+    "== 11. Event webhooks: a worker restart loses nothing",
+    "delivery pending; the dispatcher closes",
 ]
 
 
@@ -70,3 +80,21 @@ async def test_the_demo_fails_when_the_tenant_breaks_the_contract(monkeypatch) -
     assert any("out of stock (kefir-003)" in line for line in failed)
     assert any("refusal reason is passed on" in line for line in failed)
     assert lines[-1].endswith("failed") and not lines[-1].endswith(" 0 failed")
+
+
+async def test_the_event_checks_fail_when_retries_run_out(monkeypatch, tmp_path: Path) -> None:
+    """The event steps' checks bite: with one retry only, the flaky shop's event is not
+    delivered and the retry checks fail, while the other event checks still hold."""
+    monkeypatch.setattr(_events, "RETRY_SCHEDULE", "50ms")
+    monkeypatch.setattr(_events, "WAIT_SECONDS", 1.0)
+    lines: list[str] = []
+    transcript = Transcript(lines.append)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    await _events.run_events(transcript, _events.EventTenants(), url, _open_dispatcher)
+    assert transcript.failed == [
+        "two failures are retried on the schedule; attempt 3 is delivered",
+        "all three attempts carry the same delivery id, numbered 1, 2, 3",
+        "the tenant's handler ran to the end once",
+    ]
+    assert any("410 disables the endpoint at once" in line for line in lines)
+    assert any("the new worker delivered the pending event" in line for line in lines)

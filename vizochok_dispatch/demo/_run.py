@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,6 +32,7 @@ from ..admin import create_admin_app
 from ..receiver.testing import serve_on_loopback
 from ..tenants._tenants import TenantDirectory
 from ..webhooks._testfire import report_lines
+from ._events import EventTenants, run_events
 from ._shop import CATALOG, FLAKY, FRESH, HUNG, SLOPPY, TenantBackends
 from ._transcript import Transcript, library_logs_into
 
@@ -48,6 +50,13 @@ TEST_FIRE_API = "/api/v1/admin/webhooks/test"
 def _loopback_overrides() -> dict[str, str]:
     """Let the dispatcher reach 127.0.0.1: loopback on the SSRF allow-list."""
     return {"allowed_networks": "127.0.0.0/8,::1/128"}
+
+
+def _open_dispatcher(database_url: str, **overrides: Any) -> Dispatcher:  # noqa: ANN401 - settings fields
+    """A dispatcher on the demo's database, allowed to call tenants on 127.0.0.1 over http."""
+    return Dispatcher.from_database_url(
+        database_url, allow_http=True, **_loopback_overrides(), **overrides
+    )
 
 
 def _name(sku: str) -> str:
@@ -69,6 +78,7 @@ async def run_demo(
     """Run every step; 0 when the contract held throughout, 1 otherwise."""
     transcript = Transcript(write)
     backends = TenantBackends()
+    event_tenants = EventTenants()
     api_keys: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vizochok-demo-") as scratch:
         folder = database_dir or Path(scratch)
@@ -79,9 +89,7 @@ async def run_demo(
         with library_logs_into(transcript):
             async with serve_on_loopback(backends.app()) as base:
                 try:
-                    dispatcher = Dispatcher.from_database_url(
-                        database_url, allow_http=True, **_loopback_overrides()
-                    )
+                    dispatcher = _open_dispatcher(database_url)
                     async with (
                         dispatcher,
                         serve_on_loopback(
@@ -93,10 +101,12 @@ async def run_demo(
                         await demo.run(database_url)
                 finally:
                     backends.hung.released.set()  # let the hung handler end before shutdown
+            await run_events(transcript, event_tenants, database_url, _open_dispatcher)
     shown = "\n".join(transcript.lines)
     transcript.heading("Summary")
+    secrets = [*backends.secrets.values(), *event_tenants.secrets.values()]
     transcript.check(
-        bool(backends.secrets) and all(s not in shown for s in backends.secrets.values()),
+        bool(secrets) and all(s not in shown for s in secrets),
         "no secret appears anywhere in this transcript (logs included)",
     )
     transcript.check(
