@@ -124,7 +124,8 @@ class _Receiver:
         check_products = self.check_products
         if check_products is None:  # the route is only added with a callback
             return _Refusal(404, "not_found", "this receiver does not check products").response()
-        try:
+
+        async def handle() -> Response:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             query = _parse.products_query(_parse.load_json(body), verified.delivery_id)
@@ -138,36 +139,30 @@ class _Receiver:
                     verified.delivery_id,
                 ),
             )
-        except _Refusal as refusal:
-            return self._refused(request, refusal)
-        except _parse.InvalidRequest as exc:
-            return self._refused(request, _invalid(exc))
-        except Exception as exc:
-            return self._refused(request, _crashed(exc, request))
+
+        return await self._answering(request, handle)
 
     async def cart(self, request: Request) -> Response:
         """POST cart_url (docs/webhooks.md §5), idempotent per delivery id."""
         if self.cart_operation is None:  # the route is only added with a callback
             return _Refusal(404, "not_found", "this receiver does not change carts").response()
-        try:
+
+        async def handle() -> Response:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             delivery_id = _required_delivery_id(verified)
             operation = _parse.cart_operation(_parse.load_json(body), delivery_id)
             return await self._cart_once(request, operation, delivery_id, body)
-        except _Refusal as refusal:
-            return self._refused(request, refusal)
-        except _parse.InvalidRequest as exc:
-            return self._refused(request, _invalid(exc))
-        except Exception as exc:
-            return self._refused(request, _crashed(exc, request))
+
+        return await self._answering(request, handle)
 
     async def cart_items(self, request: Request) -> Response:
         """GET cart_get_url (docs/webhooks.md §6), signed over the empty body."""
         load_cart = self.load_cart
         if load_cart is None:  # the route is only added with a callback
             return _Refusal(404, "not_found", "this receiver does not load carts").response()
-        try:
+
+        async def handle() -> Response:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             query = _parse.cart_query(request.query_params.multi_items(), verified.delivery_id)
@@ -181,29 +176,22 @@ class _Receiver:
                     verified.delivery_id,
                 ),
             )
-        except _Refusal as refusal:
-            return self._refused(request, refusal)
-        except _parse.InvalidRequest as exc:
-            return self._refused(request, _invalid(exc))
-        except Exception as exc:
-            return self._refused(request, _crashed(exc, request))
+
+        return await self._answering(request, handle)
 
     async def events(self, request: Request) -> Response:
         """POST the events URL (docs/webhooks.md §8): each event id handled once."""
         on_event = self.on_event
         if on_event is None:  # the route is only added with a callback
             return _Refusal(404, "not_found", "this receiver does not take events").response()
-        try:
+
+        async def handle() -> Response:
             body = await self._read_body(request)
             verified = self._verify(request, body)
             event = _event_of(body, verified)
             return await self._event_once(request, on_event, event, body)
-        except _Refusal as refusal:
-            return self._refused(request, refusal)
-        except _parse.InvalidRequest as exc:
-            return self._refused(request, _invalid(exc))
-        except Exception as exc:
-            return self._refused(request, _crashed(exc, request))
+
+        return await self._answering(request, handle)
 
     async def _event_once(
         self, request: Request, on_event: EventHandler, event: Event | UnknownEvent, body: bytes
@@ -235,6 +223,19 @@ class _Receiver:
         return _json_response(answer.status_code, answer.body)
 
     # -- the shared steps ------------------------------------------------------------------
+
+    async def _answering(
+        self, request: Request, handle: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """One endpoint's steps; every refusal and failure becomes the documented JSON error."""
+        try:
+            return await handle()
+        except _Refusal as refusal:
+            return self._refused(request, refusal)
+        except _parse.InvalidRequest as exc:
+            return self._refused(request, _invalid(exc))
+        except Exception as exc:
+            return self._refused(request, _crashed(exc, request))
 
     async def _read_body(self, request: Request) -> bytes:
         """The raw body, refused past the cap before it is all in memory."""
