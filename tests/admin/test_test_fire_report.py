@@ -15,8 +15,8 @@ from decimal import Decimal
 import httpx
 import pytest
 import respx
-from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tests.support.dns import ScriptedResolver
 from tests.support.fakes import FakeTime
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import (
@@ -251,37 +251,11 @@ async def test_a_non_public_address_says_why_and_how_to_allow_local_work() -> No
     assert "VIZOCHOK_ALLOWED_NETWORKS" in line and "127.0.0.0/8" in line
 
 
-class _Resolver(AbstractResolver):
-    """DNS for one test: every name is ``address``, or fails like the system resolver."""
-
-    def __init__(self, address: str | None) -> None:
-        self.address = address
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if self.address is None:
-            raise OSError(None, "resolution failed") from socket.gaierror(-2, "Name not known")
-        return [
-            {
-                "hostname": host,
-                "host": self.address,
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_a_name_resolving_inward_is_blocked_at_connect_and_said_so() -> None:
     """Report: a host that resolves to 127.0.0.1 at call time is blocked, and the report says so."""
     url = "https://inward.example/p"
     store = await _store(url, ConfigRules())
-    dispatcher = await _dispatcher(store, resolver=_Resolver("127.0.0.1"))
+    dispatcher = await _dispatcher(store, resolver=ScriptedResolver("127.0.0.1"))
     try:
         report = await run_test_fire(dispatcher, "t1")
     finally:
@@ -478,7 +452,7 @@ async def test_connect_error_says_tls() -> None:
 async def test_connect_error_says_dns() -> None:
     """Report: a name that does not resolve is a DNS failure (injected resolver, no network)."""
     async with _loopback_dispatcher(
-        "http://nowhere.example/p", resolver=_Resolver(None)
+        "http://nowhere.example/p", resolver=ScriptedResolver(None)
     ) as dispatcher:
         report = await run_test_fire(dispatcher, "t1")
     assert report.detail == "connect_error"

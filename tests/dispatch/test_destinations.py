@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 import httpx
 import pytest
 import respx
-from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tests.support.dns import ScriptedResolver
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import (
     ConfigRules,
@@ -123,33 +122,6 @@ async def test_a_stored_url_that_became_blocked_is_not_called():
         result = await d.check_products("t1", skus=["a"], store_id="s")
     assert result.failure == "blocked_destination"
     assert route.call_count == 0
-
-
-class ScriptedResolver(AbstractResolver):
-    """Answers each lookup with the next address in the script (a rebinding DNS server)."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.lookups = 0
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        address = self.answers[min(self.lookups, len(self.answers) - 1)]
-        self.lookups += 1
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_guarded_resolver_checks_every_answer():

@@ -7,14 +7,12 @@ guarded at connect time, so the dispatcher says so once, in a warning.
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 from structlog.testing import capture_logs
 
 from tests.dispatch.conftest import LOOPBACK_NETWORKS, SECRET
+from tests.support.dns import ScriptedResolver
 from tests.support.loopback import Received, Reply, serve
 from vizochok_dispatch import AiohttpTransport, Dispatcher, DispatchSettings, InMemoryConfigStore
 
@@ -26,30 +24,6 @@ GUARD_EVENT = "dispatcher.connect_guard_absent"
 
 async def ok(request: Received, reply: Reply) -> None:
     await reply.send(200, PRODUCTS)
-
-
-class PointsTo(AbstractResolver):
-    """DNS that answers every name with one address (a tenant's name pointed inward)."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            ResolveResult(
-                hostname=host,
-                host=self.address,
-                port=port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 def targets(port: int) -> list[str]:
@@ -64,7 +38,7 @@ def targets(port: int) -> list[str]:
 async def test_a_user_built_transport_refuses_inward_addresses_before_connecting():
     """AiohttpTransport(): literal, numeric, localhost and resolved loopback are all blocked."""
     async with serve(ok) as server:
-        transport = AiohttpTransport(resolver=PointsTo("127.0.0.1"))
+        transport = AiohttpTransport(resolver=ScriptedResolver("127.0.0.1"))
         async with httpx.AsyncClient(transport=transport) as client:
             for url in targets(server.port):
                 with pytest.raises(httpx.ConnectError, match=r"non-public|localhost") as caught:
@@ -77,7 +51,7 @@ async def test_allowed_networks_open_exactly_those_networks():
     """AiohttpTransport(allowed_networks=...) connects there, and still refuses the rest."""
     async with serve(ok) as server:
         transport = AiohttpTransport(
-            allowed_networks=LOOPBACK_NETWORKS, resolver=PointsTo("127.0.0.1")
+            allowed_networks=LOOPBACK_NETWORKS, resolver=ScriptedResolver("127.0.0.1")
         )
         only_10 = AiohttpTransport(allowed_networks=["10.0.0.0/8"])
         async with (
@@ -106,7 +80,7 @@ async def test_the_fast_path_of_an_injected_aiohttp_transport_is_guarded_too():
         store = InMemoryConfigStore(rules=settings.config_rules())
         url = f"http://tenant.test:{server.port}/p"
         await store.save_config("t1", products_url=url, cart_url=url, secret=SECRET)
-        transport = AiohttpTransport(resolver=PointsTo("127.0.0.1"))
+        transport = AiohttpTransport(resolver=ScriptedResolver("127.0.0.1"))
         with capture_logs() as logs:
             async with Dispatcher(store, settings=settings, transport=transport) as d:
                 result = await d.check_products("t1", skus=["a"], store_id="s")

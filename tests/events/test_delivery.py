@@ -18,9 +18,9 @@ from email.utils import format_datetime
 import httpx
 import pytest
 import respx
-from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks import Webhook
 
+from tests.support.dns import ScriptedResolver
 from tests.support.fakes import FakeTime
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
 from vizochok_dispatch import Dispatcher, EventDelivery, compute_signature
@@ -410,30 +410,6 @@ async def test_a_refused_connection_is_a_connect_error_with_its_reason(
     assert attempt.reason is not None and "refused" in attempt.reason
 
 
-class PointsTo(AbstractResolver):
-    """DNS that answers every name with one address (a tenant's name pointed inward)."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        return [
-            ResolveResult(
-                hostname=host,
-                host=self.address,
-                port=port,
-                family=socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_the_ssrf_guard_checks_where_it_connects(
     make: MakeDispatcher, receiver: tuple[LoopbackServer, Script]
 ) -> None:
@@ -443,7 +419,7 @@ async def test_the_ssrf_guard_checks_where_it_connects(
         event_worker="off",
         event_retry_schedule="none",
         allowed_networks="",
-        resolver=PointsTo("127.0.0.1"),
+        resolver=ScriptedResolver("127.0.0.1"),
     )
     await d.events.create_endpoint(
         TENANT, url=f"http://tenant.test:{server.port}/hook", event_types=["*"]
