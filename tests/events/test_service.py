@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import re
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -299,6 +300,24 @@ async def test_concurrent_publishes_with_one_key_make_one_event(make: MakeDispat
     assert len({ev.id for ev in published}) == 1
     assert sum(not ev.duplicate for ev in published) == 1
     assert len(await d.events.deliveries(TENANT)) == 1
+
+
+async def test_concurrent_publishes_all_commit_while_the_worker_writes(
+    make: MakeDispatcher,
+) -> None:
+    """publish: 64 publishers at once in one process all commit beside the worker's writes."""
+    d = await make(database_statement_timeout_seconds=0.05)
+    with socket.socket() as closed:  # bound, not listening: each attempt is refused at once
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/hooks"
+        await d.events.create_endpoint(TENANT, url=url, event_types=["order.*"])
+        published = await asyncio.gather(
+            *(d.events.publish(TENANT, "order.created", data=example()) for _ in range(64)),
+            return_exceptions=True,
+        )
+    failed = [repr(ev) for ev in published if isinstance(ev, BaseException)]
+    assert failed == []
+    assert len(await d.events.deliveries(TENANT)) == 64
 
 
 async def test_the_event_and_its_deliveries_commit_together(

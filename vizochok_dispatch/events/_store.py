@@ -6,7 +6,12 @@ like webhook secrets (``tenants._crypto``), bound to their tenant and endpoint, 
 copied into another row does not decrypt.
 
 Transactions that write start as writes (``BEGIN IMMEDIATE`` on SQLite, which waits for the
-write lock within the busy timeout instead of failing when a read turns into a write).
+write lock within the busy timeout instead of failing when a read turns into a write).  On a
+SQLite file, this process's write transactions also take turns on an ``asyncio.Lock``: SQLite
+has one writer at a time anyway, and its busy handler polls with sleeps of up to 100 ms, so
+many publishers (and the worker's claims and settlements) in one process queued there waited
+up to a second each and failed past the busy timeout; in the lock they wait their turn in
+order.  Other processes still wait within the busy timeout.
 
 The delivery state machine's storage half (Svix's model):
 
@@ -124,6 +129,8 @@ class EventStore:
         self._config = config_store
         self._own_engine: AsyncEngine | None = None
         self._serial: asyncio.Lock | None = None
+        #: SQLite file: this process's write transactions, one at a time (module docstring).
+        self._writer: asyncio.Lock | None = None
 
     @property
     def url(self) -> str:
@@ -149,6 +156,8 @@ class EventStore:
             self._serial = asyncio.Lock()
         else:
             self._own_engine = self._config.create_engine()
+            if self._own_engine.dialect.name == "sqlite":
+                self._writer = asyncio.Lock()
 
     async def _check_keys(self) -> None:
         """Refuse keys none of which reads any stored endpoint secret (a lost key file, or
@@ -182,7 +191,7 @@ class EventStore:
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
         await self.open()
-        async with self._one_at_a_time(), self._guard(), self._engine.connect() as conn:
+        async with _holding(self._serial), self._guard(), self._engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
@@ -190,7 +199,8 @@ class EventStore:
         """One write transaction: committed when the block ends, rolled back if it raises."""
         await self.open()
         async with (
-            self._one_at_a_time(),
+            _holding(self._serial),
+            _holding(self._writer),
             self._guard(IntegrityError, _LostClaim),
             self._engine.connect() as conn,
         ):
@@ -204,14 +214,6 @@ class EventStore:
                 await conn.rollback()
                 raise
             await conn.commit()
-
-    @asynccontextmanager
-    async def _one_at_a_time(self) -> AsyncIterator[None]:
-        if self._serial is None:
-            yield
-            return
-        async with self._serial:
-            yield
 
     @asynccontextmanager
     async def _guard(self, *passthrough: type[BaseException]) -> AsyncIterator[None]:
@@ -738,6 +740,16 @@ class EventStore:
                     updated_at=now,
                 )
             )
+
+
+@asynccontextmanager
+async def _holding(lock: asyncio.Lock | None) -> AsyncIterator[None]:
+    """Hold ``lock`` for the block (no lock: nothing to wait for)."""
+    if lock is None:
+        yield
+        return
+    async with lock:
+        yield
 
 
 def _claimable(now: datetime) -> list[Any]:
