@@ -33,6 +33,7 @@ from .http._transport import AiohttpTransport
 from .tenants._cache import CachedConfigStore
 from .tenants._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
 from .tenants._crypto import SecretBox
+from .tenants._pages import Page
 from .tenants._sql_store import ReencryptReport, SqlConfigStore
 from .tenants._store import ConfigStore, InMemoryConfigStore
 from .tenants._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
@@ -86,6 +87,7 @@ __all__ = [
     "InvalidCall",
     "InvalidConfig",
     "IssuedKey",
+    "Page",
     "ProductOffer",
     "ProductsResult",
     "PublishedEvent",

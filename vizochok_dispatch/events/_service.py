@@ -25,9 +25,10 @@ from ..contract._text import TextRule, text_problem
 from ..http._attempt import Clock, Sleep
 from ..http._wire import Sender
 from ..tenants._config import ConfigRules, _tenant_id_problem, secret_problem, url_problems
+from ..tenants._pages import Page, decode_cursor, limit_problem
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
-from ._catalog import match_event_types, type_matches, validate_event_data
+from ._catalog import lookup_event_type, match_event_types, type_matches, validate_event_data
 from ._delivery import EventDeliverer
 from ._ids import DELIVERY_PREFIX, ENDPOINT_PREFIX, EVENT_PREFIX, new_id
 from ._schedule import RandomSource, RetrySchedule
@@ -45,6 +46,13 @@ DESCRIPTION: Final = TextRule(0, 1000)
 IDEMPOTENCY_KEY: Final = TextRule(1, 256, controls=False, blank=False)
 #: Deliveries one ``deliveries`` call lists at most.
 MAX_LISTED: Final = 1000
+#: A page of the delivery log: its default and largest size.
+DEFAULT_PAGE: Final = 50
+MAX_PAGE: Final = 100
+#: The delivery states the log filters on.
+DELIVERY_STATUSES: Final = ("pending", "delivered", "failed")
+#: An id given as a filter (``ep_…``, ``evt_…``, ``dlv_…``: at most 64 characters).
+ID_FILTER: Final = TextRule(1, 64, controls=False)
 
 WorkerMode = Literal["embedded", "off"]
 
@@ -312,6 +320,72 @@ class EventService:
         if _tenant_id_problem(tenant_id) is not None:
             return []
         return await store.deliveries(tenant_id, event_id=event_id, limit=limit)
+
+    async def delivery_log(
+        self,
+        tenant_id: str,
+        *,
+        endpoint_id: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        event_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page[EventDelivery]:
+        """One page of the tenant's delivery log, newest first (docs/webhooks.md §9).
+
+        Filters, all optional and combined: ``endpoint_id``; ``event_type`` (a type name of
+        the catalog); ``status`` (``pending``, ``delivered``, ``failed``); ``event_id``;
+        ``since`` (inclusive) and ``until`` (exclusive), aware datetimes, on when the
+        delivery was created.  ``limit`` is 1-100 (50 by default).  ``cursor`` is the
+        previous page's ``next_cursor``: pages stay correct while new deliveries arrive
+        (newer ones sort before the first page; none is shown twice or skipped).  Each
+        delivery carries its attempts without their answers; :meth:`delivery` has them.
+
+        Raises :class:`InvalidCall` naming the argument (``cursor`` for a cursor this log
+        did not give; ``event_type`` listing the known types); :class:`StoreError` when the
+        database fails.
+        """
+        store = self._parts()[0]
+        if (problem := limit_problem(limit, MAX_PAGE)) is not None:
+            raise InvalidCall(f"limit {problem}")
+        position = decode_cursor(cursor) if cursor is not None else None
+        if event_type is not None:
+            lookup_event_type(event_type)
+        if status is not None and status not in DELIVERY_STATUSES:
+            raise InvalidCall(f"status must be one of {', '.join(DELIVERY_STATUSES)}")
+        for name, value in (("endpoint_id", endpoint_id), ("event_id", event_id)):
+            if value is not None and (problem := text_problem(value, ID_FILTER)) is not None:
+                raise InvalidCall(f"{name} {problem}")
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and (
+                not isinstance(moment, datetime) or moment.utcoffset() is None
+            ):
+                raise InvalidCall(f"{name} must be a timezone-aware datetime")
+        if _tenant_id_problem(tenant_id) is not None:
+            return Page(())
+        return await store.delivery_log(
+            tenant_id,
+            limit=limit,
+            cursor=position,
+            endpoint_id=endpoint_id,
+            event_type=event_type,
+            status=status,
+            event_id=event_id,
+            since=since,
+            until=until,
+        )
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> EventDelivery | None:
+        """The tenant's delivery ``delivery_id``: its event body exactly as sent (``body``)
+        and every attempt with the first 4 KiB of its answer; ``None`` when the tenant has
+        no such delivery (another tenant's included)."""
+        store = self._parts()[0]
+        if _tenant_id_problem(tenant_id) is not None or text_problem(delivery_id, ID_FILTER):
+            return None
+        return await store.delivery(tenant_id, delivery_id)
 
 
 def _event_types_problems(event_types: object) -> list[FieldError]:

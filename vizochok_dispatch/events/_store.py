@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -54,6 +54,7 @@ from sqlalchemy.pool import StaticPool
 
 from .._exceptions import SecretUnreadable, StoreError
 from ..tenants._crypto import KEYS_SETTING, SecretBox, is_encrypted
+from ..tenants._pages import Cursor, Page, before, newest_first, page_of
 from ..tenants._sql_store import SqlConfigStore, safe_url
 from ._tables import (
     FAILED,
@@ -414,6 +415,7 @@ class EventStore:
                         "event_id": event_id,
                         "endpoint_id": endpoint_id,
                         "tenant_id": tenant_id,
+                        "event_type": event_type,
                         "status": PENDING,
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -446,40 +448,93 @@ class EventStore:
     async def _deliveries(
         self, conn: AsyncConnection, tenant_id: str, event_id: str | None, *, limit: int | None
     ) -> list[EventDelivery]:
-        query = (
-            select(_D, _V.c.event_type)
-            .join(_V, _V.c.id == _D.c.event_id)
-            .where(_D.c.tenant_id == tenant_id)
-            .order_by(_D.c.created_at, _D.c.id)
-        )
+        query = select(_D).where(_D.c.tenant_id == tenant_id).order_by(_D.c.created_at, _D.c.id)
         if event_id is not None:
             query = query.where(_D.c.event_id == event_id)
         if limit is not None:
             query = query.limit(limit)
         rows = [row._mapping for row in await conn.execute(query)]
-        attempts: dict[str, list[EventAttempt]] = {row["id"]: [] for row in rows}
-        if rows:
-            found = await conn.execute(
-                select(_A).where(_A.c.delivery_id.in_(list(attempts))).order_by(_A.c.number)
-            )
-            for attempt in found:
-                attempts[attempt.delivery_id].append(_attempt(attempt._mapping))
-        return [
-            EventDelivery(
-                id=row["id"],
-                event_id=row["event_id"],
-                endpoint_id=row["endpoint_id"],
-                tenant_id=row["tenant_id"],
-                event_type=row["event_type"],
-                status=row["status"],
-                attempts=tuple(attempts[row["id"]]),
-                next_attempt_at=row["next_attempt_at"],
-                detail=row["detail"],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-            )
-            for row in rows
-        ]
+        attempts = await self._attempts(conn, [row["id"] for row in rows], answers=True)
+        return [_delivery(row, row["event_type"], attempts) for row in rows]
+
+    async def delivery_log(
+        self,
+        tenant_id: str,
+        *,
+        limit: int,
+        cursor: Cursor | None = None,
+        endpoint_id: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+        event_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Page[EventDelivery]:
+        """One page of the tenant's deliveries, newest first, matching every filter given
+        (``since`` inclusive, ``until`` exclusive, on the creation time), each with its
+        attempts but not their answers; keyset pagination (``tenants._pages``)."""
+        query = select(_D).where(_D.c.tenant_id == tenant_id)
+        for column, value in (
+            (_D.c.endpoint_id, endpoint_id),
+            (_D.c.event_type, event_type),
+            (_D.c.status, status),
+            (_D.c.event_id, event_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(_D.c.created_at >= since)
+        if until is not None:
+            query = query.where(_D.c.created_at < until)
+        if cursor is not None:
+            query = query.where(before(_D.c.created_at, _D.c.id, cursor))
+        query = query.order_by(*newest_first(_D.c.created_at, _D.c.id)).limit(limit + 1)
+        async with self._reading() as conn:
+            rows = [row._mapping for row in await conn.execute(query)]
+            page = page_of(rows, limit, lambda row: (row["created_at"], row["id"]))
+            attempts = await self._attempts(conn, [row["id"] for row in page.items], answers=False)
+        return Page(
+            tuple(_delivery(row, row["event_type"], attempts) for row in page.items),
+            page.next_cursor,
+        )
+
+    async def delivery(self, tenant_id: str, delivery_id: str) -> EventDelivery | None:
+        """The tenant's delivery ``delivery_id`` with the event body as sent and every attempt
+        (answers included); ``None`` when the tenant has no such delivery."""
+        async with self._reading() as conn:
+            row = (
+                await conn.execute(
+                    select(_D, _V.c.body)
+                    .join(_V, _V.c.id == _D.c.event_id)
+                    .where(_D.c.id == delivery_id, _D.c.tenant_id == tenant_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            attempts = await self._attempts(conn, [delivery_id], answers=True)
+        found = row._mapping
+        delivery = _delivery(found, found["event_type"], attempts)
+        return replace(delivery, body=bytes(found["body"]))
+
+    async def _attempts(
+        self, conn: AsyncConnection, delivery_ids: list[str], *, answers: bool
+    ) -> dict[str, list[EventAttempt]]:
+        """Each delivery's attempts, oldest first; without the answers' excerpts unless
+        ``answers`` (a page of the log stays small)."""
+        found: dict[str, list[EventAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
+        if not delivery_ids:
+            return found
+        columns = [column for column in _A.c if answers or column.name != "response"]
+        rows = await conn.execute(
+            select(*columns)
+            .where(_A.c.delivery_id.in_(delivery_ids))
+            .order_by(_A.c.delivery_id, _A.c.number)
+        )
+        for row in rows:
+            mapping = dict(row._mapping)
+            mapping.setdefault("response", None)
+            found[row.delivery_id].append(_attempt(mapping))
+        return found
 
     async def count_pending(self) -> int:
         """Deliveries not yet delivered or failed, in every tenant."""
@@ -801,7 +856,25 @@ def _round_robin(
     return picked
 
 
-def _attempt(row: RowMapping) -> EventAttempt:
+def _delivery(
+    row: Mapping[str, Any] | RowMapping, event_type: str, attempts: Mapping[str, list[EventAttempt]]
+) -> EventDelivery:
+    return EventDelivery(
+        id=row["id"],
+        event_id=row["event_id"],
+        endpoint_id=row["endpoint_id"],
+        tenant_id=row["tenant_id"],
+        event_type=event_type,
+        status=row["status"],
+        attempts=tuple(attempts.get(row["id"], ())),
+        next_attempt_at=row["next_attempt_at"],
+        detail=row["detail"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _attempt(row: Mapping[str, Any] | RowMapping) -> EventAttempt:
     return EventAttempt(
         number=int(row["number"]),
         status=row["status_code"],

@@ -124,6 +124,23 @@ class EventDeliveryRow(Base):
         Index(
             "ix_event_deliveries_endpoint_id_status_sequence", "endpoint_id", "status", "sequence"
         ),
+        # The delivery log, newest first (tenants._pages): one index range per filtered page.
+        Index("ix_event_deliveries_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
+        Index(
+            "ix_event_deliveries_tenant_id_status_created_at_id",
+            "tenant_id",
+            "status",
+            "created_at",
+            "id",
+        ),
+        Index(
+            "ix_event_deliveries_tenant_id_event_type_created_at_id",
+            "tenant_id",
+            "event_type",
+            "created_at",
+            "id",
+        ),
+        Index("ix_event_deliveries_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"),
     )
 
     #: ``dlv_`` then 26 letters and digits.
@@ -134,7 +151,11 @@ class EventDeliveryRow(Base):
     endpoint_id: Mapped[str] = mapped_column(
         String(64), ForeignKey("event_endpoints.id", ondelete="CASCADE")
     )
-    tenant_id: Mapped[str] = mapped_column(String(128), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(128))
+    #: The event's type, copied here so the delivery log filters on it with an index.  Never
+    #: null once written (publish sets it, migration 0004 filled older rows); nullable only
+    #: so that 0004 is a plain ADD COLUMN, not a table rebuild on SQLite.
+    event_type: Mapped[str] = mapped_column(String(128), nullable=True)
     #: ``pending``, ``delivered`` or ``failed``.
     status: Mapped[str] = mapped_column(String(16))
     #: Attempts made and recorded (one cut short by a crash is made again, same number).

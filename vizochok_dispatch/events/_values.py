@@ -83,6 +83,9 @@ class EventDelivery:
     detail: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: The request body exactly as every attempt sent it; only a single delivery read by id
+    #: (``EventService.delivery``) carries it, ``None`` elsewhere.
+    body: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
