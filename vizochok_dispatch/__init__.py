@@ -37,6 +37,8 @@ from .tenants._pages import Page
 from .tenants._sql_store import ReencryptReport, SqlConfigStore
 from .tenants._store import ConfigStore, InMemoryConfigStore
 from .tenants._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
+from .webhooks._calllog import CallLog
+from .webhooks._calllog_store import LoggedCall
 from .webhooks._delivery import USER_AGENT, Clock, RetryPolicy
 from .webhooks._dispatcher import Dispatcher
 from .webhooks._ratelimit import RateLimiter
@@ -64,6 +66,7 @@ __all__ = [
     "ApiKeyInfo",
     "Attempt",
     "CachedConfigStore",
+    "CallLog",
     "CartItem",
     "CartLoad",
     "CartResult",
@@ -87,6 +90,7 @@ __all__ = [
     "InvalidCall",
     "InvalidConfig",
     "IssuedKey",
+    "LoggedCall",
     "Page",
     "ProductOffer",
     "ProductsResult",

@@ -29,10 +29,12 @@ from ..http._attempt import USER_AGENT as USER_AGENT  # noqa: PLC0414 - still im
 from ..http._attempt import Clock as Clock  # noqa: PLC0414 - still importable from here
 from ..http._attempt import Sleep as Sleep  # noqa: PLC0414 - still importable from here
 from ..http._wire import Sender, WireResponse, wire_url
-from ._diagnostics import error_body_cap, read_error_body
+from ._diagnostics import error_body_cap, read_error_body, read_error_prefix
 from ._results import HTTP_STATUS, INVALID_RESPONSE, Attempt, Delivery, ErrorBody
 
 _MAX_CACHED_URLS: Final = 10_000
+#: The longest a non-200 answer's first bytes are waited for (the call log's excerpt).
+ERROR_PREFIX_SECONDS: Final = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +81,11 @@ class Deliverer:
         sleep: Sleep,
         max_response_bytes: int,
         retry: RetryPolicy,
+        error_prefix_bytes: int = 0,
     ) -> None:
         self._send = send
+        #: Bytes of a non-200 answer to keep (the call log's excerpt); 0 reads none.
+        self._error_prefix = error_prefix_bytes
         self._clock = clock
         self._sleep = sleep
         self._cap = max_response_bytes
@@ -191,6 +196,11 @@ class Deliverer:
             elif keep := error_body_cap():
                 error_body = ErrorBody(None, False, response.content_length)
                 error_body = await read_error_body(response, keep)
+            elif self._error_prefix:
+                error_body = ErrorBody(None, False, response.content_length)
+                error_body = await read_error_prefix(
+                    response, self._error_prefix, seconds=ERROR_PREFIX_SECONDS, secret=secret
+                )
 
         sent = await exchange(
             self._send,

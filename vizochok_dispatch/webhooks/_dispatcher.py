@@ -27,6 +27,8 @@ from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
 from . import _cart, _products
+from ._calllog import RESPONSE_BYTES, CallLog, RandomSource
+from ._calllog_store import CallLogStore
 from ._delivery import Clock, Deliverer, RetryPolicy, Sleep
 from ._guards import Admission, BreakerKey, BreakerPolicy, Breakers, Bulkhead, CircuitState
 from ._results import (
@@ -73,6 +75,7 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         resolver: AbstractResolver | None = None,
         owns_store: bool = False,
+        call_log_random: RandomSource | None = None,
     ) -> None:
         if transport is not None and client is not None:
             raise InvalidCall("pass a transport or a client, not both")
@@ -119,12 +122,29 @@ class Dispatcher:
                 dns_cache_seconds=self.settings.dns_cache_seconds,
             )
             send = self._owned_transport.send_wire
+        settings = self.settings
+        self._call_log = CallLog(
+            CallLogStore(store) if isinstance(store, SqlConfigStore) else None,
+            clock=self._clock,
+            enabled=settings.call_log,
+            sample_rate=settings.call_log_sample_rate,
+            queue_size=settings.call_log_queue_size,
+            batch_size=settings.call_log_batch_size,
+            flush_seconds=settings.call_log_flush_seconds,
+            max_age_seconds=settings.call_log_max_age_seconds,
+            max_per_tenant=settings.call_log_max_per_tenant,
+            purge_seconds=settings.call_log_purge_seconds,
+            **({} if call_log_random is None else {"rand": call_log_random}),
+        )
+        #: The hot path's one check: ``None`` when nothing is logged.
+        self._calls: CallLog | None = self._call_log if self._call_log.enabled else None
         self._deliverer = Deliverer(
             send=send,
             clock=self._clock,
             sleep=sleep,
             max_response_bytes=self.settings.max_response_bytes,
             retry=retry or RetryPolicy(),
+            error_prefix_bytes=RESPONSE_BYTES if self._calls is not None else 0,
         )
         # Event webhooks go out through the same sender (and SSRF guard), clock and sleep.
         self._events = EventService(
@@ -173,10 +193,18 @@ class Dispatcher:
         store; the embedded worker starts with ``async with`` unless VIZOCHOK_EVENT_WORKER=off)."""
         return self._events
 
+    @property
+    def call_log(self) -> CallLog:
+        """The synchronous call log: ``calls(tenant_id, …)`` pages, ``flush()``, and the
+        ``dropped`` / ``written`` counts (needs a SQL store; written by a task started with
+        ``async with``, flushed on close)."""
+        return self._call_log
+
     async def __aenter__(self) -> Self:
         await self.store.open()
         try:
             await self._events.start()
+            self._call_log.start()
         except BaseException:
             await self.aclose()  # a refused start leaves nothing open
             raise
@@ -191,8 +219,10 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the event worker, then close the transport and store this dispatcher created."""
+        """Stop the event worker and write the call log's queue, then close the transport and
+        store this dispatcher created."""
         await self._events.aclose()
+        await self._call_log.aclose()
         if self._owned_transport is not None:
             await self._owned_transport.aclose()
         await self.store.stop_refreshing()
@@ -447,23 +477,33 @@ class Dispatcher:
         try:
             if deadline_at is not None and deadline_at <= self._clock.monotonic():
                 # a deadline spent before the call began: nothing is looked up or sent
-                return _failed(log, on_failure, TIMEOUT, None), None
+                return self._failed(
+                    log, tenant_id, webhook, on_failure, TIMEOUT, delivery=None
+                ), None
             config = await self._config_for(tenant_id, deadline_at)
             method, url, body = target(config) if config is not None else ("", None, b"")
             if config is None or url is None:
-                return _failed(log, on_failure, NOT_CONFIGURED, None), None
+                return self._failed(
+                    log, tenant_id, webhook, on_failure, NOT_CONFIGURED, delivery=None
+                ), None
             if self._destination_problem(url) is not None:
-                return _failed(log, on_failure, BLOCKED_DESTINATION, None), None
+                return self._failed(
+                    log, tenant_id, webhook, on_failure, BLOCKED_DESTINATION, delivery=None
+                ), None
             # The circuit is the configured URL's: cart GET's per-session query is not a
             # new endpoint.
             key = (tenant_id, webhook, _configured_url(config, webhook) or url)
             generation = _generation(config)
             if not self._bulkhead.try_enter(tenant_id):
-                return _failed(log, on_failure, BULKHEAD_FULL, None), None
+                return self._failed(
+                    log, tenant_id, webhook, on_failure, BULKHEAD_FULL, delivery=None
+                ), None
             admission = self._breakers.admit(key, self._clock.monotonic(), config=generation)
             if admission is Admission.REFUSED:
                 self._bulkhead.leave(tenant_id)
-                return _failed(log, on_failure, CIRCUIT_OPEN, None), None
+                return self._failed(
+                    log, tenant_id, webhook, on_failure, CIRCUIT_OPEN, delivery=None
+                ), None
             down: bool | None = None  # None: no outcome (the caller cancelled the call)
             try:
                 delivery = await self._deliverer.deliver(
@@ -482,15 +522,37 @@ class Dispatcher:
                     key, admission, self._clock.monotonic(), down=down, config=generation
                 )
             if delivery.body is None:
-                detail = delivery.failure or INTERNAL_ERROR
-                return _failed(log, on_failure, detail, delivery), delivery
+                return self._failed(
+                    log,
+                    tenant_id,
+                    webhook,
+                    on_failure,
+                    delivery.failure or INTERNAL_ERROR,
+                    delivery=delivery,
+                ), delivery
             result = parse(delivery.body)
         except StoreError as exc:
             log.warning("webhook.store_error", error=str(exc))
-            return _failed(log, on_failure, STORE_ERROR, delivery), delivery
+            return self._failed(
+                log, tenant_id, webhook, on_failure, STORE_ERROR, delivery=delivery
+            ), delivery
         except Exception as exc:
             log.exception("webhook.internal_error", error_type=type(exc).__name__)
-            return _failed(log, on_failure, INTERNAL_ERROR, delivery), delivery
+            return self._failed(
+                log, tenant_id, webhook, on_failure, INTERNAL_ERROR, delivery=delivery
+            ), delivery
+        self._settled(log, tenant_id, webhook, result, delivery)
+        return result, delivery
+
+    def _settled(
+        self,
+        log: structlog.typing.FilteringBoundLogger,
+        tenant_id: str,
+        webhook: Webhook,
+        result: object,
+        delivery: Delivery,
+    ) -> None:
+        """A delivered call's log lines and call log entry (failed, with problems, sampled)."""
         failure = getattr(result, "failure", None) or _cart_detail(result)
         problems: tuple[str, ...] = getattr(result, "problems", ())
         if failure is not None:
@@ -501,6 +563,8 @@ class Dispatcher:
                 attempts=len(delivery.attempts),
                 problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
             )
+            if self._calls is not None:
+                self._calls.failed(tenant_id, webhook, failure, delivery, problems)
         elif problems:
             log.warning(
                 "webhook.reply_problems",
@@ -508,7 +572,31 @@ class Dispatcher:
                 problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
                 count=len(problems),
             )
-        return result, delivery
+            if self._calls is not None:
+                self._calls.succeeded(tenant_id, webhook, delivery, problems)
+        elif (calls := self._calls) is not None and calls.sampled():
+            calls.succeeded(tenant_id, webhook, delivery, problems)
+
+    def _failed(
+        self,
+        log: structlog.typing.FilteringBoundLogger,
+        tenant_id: str,
+        webhook: Webhook,
+        on_failure: Callable[[str], _R],
+        detail: str,
+        *,
+        delivery: Delivery | None,
+    ) -> _R:
+        """A failure's log line and call log entry, and the caller's failure value."""
+        log.warning(
+            "webhook.failure",
+            delivery_id=delivery.delivery_id if delivery else None,
+            detail=detail,
+            attempts=len(delivery.attempts) if delivery else 0,
+        )
+        if self._calls is not None:
+            self._calls.failed(tenant_id, webhook, detail, delivery)
+        return on_failure(detail)
 
 
 def _configured_url(config: WebhookConfig, webhook: str) -> str | None:
@@ -545,21 +633,6 @@ def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitSta
         state=str(after),
         previous=str(before),
     )
-
-
-def _failed(
-    log: structlog.typing.FilteringBoundLogger,
-    on_failure: Callable[[str], _R],
-    detail: str,
-    delivery: Delivery | None,
-) -> _R:
-    log.warning(
-        "webhook.failure",
-        delivery_id=delivery.delivery_id if delivery else None,
-        detail=detail,
-        attempts=len(delivery.attempts) if delivery else 0,
-    )
-    return on_failure(detail)
 
 
 def _cart_detail(result: object) -> str | None:

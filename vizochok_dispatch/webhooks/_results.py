@@ -103,10 +103,12 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class ErrorBody:
-    """A non-200 answer's body, kept only when asked (test-fire reports; never in production).
+    """A non-200 answer's body, kept only when asked: whole up to a cap for test-fire
+    reports, its first 4 KiB (secret and signatures cut out) for the call log.
 
-    ``data`` is the whole body when it was read and fit the cap; otherwise ``None``, with
-    ``over_cap`` saying whether it was too large (else it could not be read in time).
+    Test-fire: ``data`` is the whole body when it was read and fit the cap; otherwise
+    ``None``, with ``over_cap`` saying whether it was too large (else it could not be read in
+    time).  Call log: ``data`` is the body's start, ``over_cap`` says there was more.
     """
 
     data: bytes | None

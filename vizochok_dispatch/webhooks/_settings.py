@@ -116,6 +116,25 @@ class DispatchSettings(BaseSettings):
     #: processes publish); a publish in this process wakes it at once.
     event_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
 
+    #: The synchronous call log (``Dispatcher.call_log``, ``GET /api/v1/admin/webhooks/calls``):
+    #: ``on`` keeps every failed call and a sample of the others; ``off`` keeps nothing new.
+    #: Needs a SQL store.
+    call_log: bool = True
+    #: The share of successful calls the call log keeps (0: none, 1: all).
+    call_log_sample_rate: float = Field(default=0.01, ge=0, le=1)
+    #: Entries waiting to be written at most; beyond it new entries are dropped and counted.
+    call_log_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    #: Entries one insert writes at most.
+    call_log_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: Seconds at most between writes of the queue.
+    call_log_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: Seconds an entry is kept (0: no age limit).
+    call_log_max_age_seconds: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400)
+    #: Entries kept per tenant, the newest (0: no count limit).
+    call_log_max_per_tenant: int = Field(default=10_000, ge=0, le=10_000_000)
+    #: Seconds between purges of what the two limits above no longer keep.
+    call_log_purge_seconds: float = Field(default=60.0, gt=0, le=86_400)
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, (safe_url(value) if name == "database_url" else value)
