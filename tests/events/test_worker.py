@@ -11,20 +11,20 @@ import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from structlog.testing import capture_logs
 
 from tests.support.fakes import FakeTime
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
-from vizochok_dispatch import Dispatcher, SecretBox
+from vizochok_dispatch import Dispatcher, EventAttempt, SecretBox, StoreError
 from vizochok_dispatch.events._delivery import new_token
-from vizochok_dispatch.events._store import EventStore
+from vizochok_dispatch.events._store import Claim, EventStore, Settlement
 from vizochok_dispatch.events._tables import EventDeliveryRow
 from vizochok_dispatch.tenants._sql_store import SqlConfigStore
 
@@ -324,9 +324,89 @@ async def test_a_lease_that_runs_out_is_claimed_again(
     assert len(server.received) == 1
 
 
+@pytest.fixture
+async def other_store(database_url: str) -> AsyncIterator[EventStore]:
+    """A second event store on the test's database (another worker's view of it)."""
+    box = None if database_url.startswith("sqlite") else SecretBox.from_keyring(KEYS)
+    store = EventStore(SqlConfigStore(database_url, auto_migrate=False, secret_box=box))
+    try:
+        yield store
+    finally:
+        await store.close()
+        await store._config.close()
+
+
+async def _claimed(d: Dispatcher, store: EventStore, count: int) -> list[Claim]:
+    await d.events.create_endpoint(TENANT, url="https://shop.example/hooks", event_types=["*"])
+    for _ in range(count):
+        await d.events.publish(TENANT, "order.created", data=example())
+    claims = await store.claim_due(
+        now=datetime.now(UTC), limit=count, busy={}, per_endpoint=count, token=new_token()
+    )
+    assert len(claims) == count
+    return claims
+
+
+def _delivered(claim: Claim) -> Settlement:
+    attempt = EventAttempt(claim.attempt, 200, 1.0, None, datetime.now(UTC))
+    return Settlement("delivered", None, None, attempt)
+
+
+async def test_settlements_that_come_together_commit_together(
+    make: MakeDispatcher, other_store: EventStore
+) -> None:
+    """Settling: settlements at once share a commit; each caller gets its own outcome."""
+    d = await make(event_worker="off")
+    claims = await _claimed(d, other_store, 20)
+    lost = replace(claims[7], token=new_token())  # its lease went to another worker
+    claims[7] = lost
+    await other_store.open()
+    commits: list[object] = []
+    engine = other_store._engine.sync_engine
+    count = commits.append  # one bound method: event.remove needs the same object
+    event.listen(engine, "commit", count)
+    try:
+        now = datetime.now(UTC)
+        recorded = await asyncio.gather(
+            *(other_store.settle(c, _delivered(c), now=now) for c in claims)
+        )
+    finally:
+        event.remove(engine, "commit", count)
+    assert recorded == [c is not lost for c in claims]
+    assert len(commits) <= 2, "20 settlements at once took a commit each"
+    by_id = {dl.id: dl for dl in await d.events.deliveries(TENANT)}
+    assert by_id[lost.delivery_id].status == "pending" and not by_id[lost.delivery_id].attempts
+    others = [by_id[c.delivery_id] for c in claims if c is not lost]
+    assert {dl.status for dl in others} == {"delivered"}
+    assert all([a.number for a in dl.attempts] == [1] for dl in others)
+
+
+async def test_a_failed_group_commit_fails_each_settlement_in_it(
+    make: MakeDispatcher, other_store: EventStore, database_url: str
+) -> None:
+    """Settling: when the shared transaction fails, every caller in it gets the error."""
+    d = await make(event_worker="off")
+    claims = await _claimed(d, other_store, 5)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE event_attempts RENAME TO parked"))
+        now = datetime.now(UTC)
+        outcomes = await asyncio.gather(
+            *(other_store.settle(c, _delivered(c), now=now) for c in claims),
+            return_exceptions=True,
+        )
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE parked RENAME TO event_attempts"))
+    finally:
+        await engine.dispose()
+    assert all(isinstance(outcome, StoreError) for outcome in outcomes), outcomes
+    assert {dl.status for dl in await d.events.deliveries(TENANT)} == {"pending"}
+
+
 CRASHING_WORKER = """
 import asyncio, sys
-from vizochok_dispatch import Dispatcher, SecretBox
+from vizochok_dispatch import Dispatcher, EventAttempt, SecretBox, StoreError
 from vizochok_dispatch.events._catalog import EVENT_TYPES
 
 async def main(url, hook):
