@@ -23,8 +23,12 @@ from pydantic import ValidationError
 from ._exceptions import DispatchError, SchemaNotReady
 from ._version import __version__
 from .tenants._crypto import KEYS_SETTING, new_key_line
+from .tenants._pages import Page
 from .tenants._sql_store import ReencryptReport, SqlConfigStore, safe_url
 from .tenants._tenants import IssuedKey, TenantDirectory, unknown_tenant
+from .webhooks._calllog import MAX_PAGE, CallLog
+from .webhooks._calllog_store import CallLogStore, LoggedCall
+from .webhooks._delivery import Clock
 from .webhooks._dispatcher import Dispatcher
 from .webhooks._settings import DispatchSettings
 from .webhooks._testfire import (
@@ -413,3 +417,62 @@ def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
             click.echo(line)
     if not report.ok:
         raise SystemExit(1)
+
+
+# -- the call log -----------------------------------------------------------------------------
+
+
+@main.command("calls")
+@click.argument("tenant")
+@click.option("--failed", is_flag=True, help="Failed calls only (not the sampled successes).")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1, MAX_PAGE),
+    help="How many of the newest calls.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.pass_obj
+def calls_command(state: _State, tenant: str, failed: bool, limit: int, as_json: bool) -> None:
+    """TENANT's call log, newest first: failed synchronous calls and a sample of the others."""
+    settings = state.settings()
+
+    async def read() -> Page[LoggedCall]:
+        store = _store(settings, secrets=False)
+        log = CallLog(CallLogStore(store), clock=Clock(), enabled=False)
+        try:
+            if tenant not in await store.versions():
+                directory = TenantDirectory.for_store(store)
+                if await directory.get_tenant(tenant) is None:
+                    raise unknown_tenant(tenant)
+            return await log.calls(tenant, outcome="failed" if failed else None, limit=limit)
+        finally:
+            await log.aclose()
+            await store.close()
+
+    page = _run(read)
+    if as_json:
+        _echo_json([call.as_dict() for call in page.items])
+        return
+    for call in page.items:
+        click.echo(_call_line(call))
+        for line in call.problems:
+            click.echo(f"    problem: {line}")
+
+
+def _call_line(call: LoggedCall) -> str:
+    """One call on one line: time, webhook, outcome and detail, status, attempts, latency, id."""
+    attempts = ", ".join(
+        f"{a.status if a.status is not None else a.detail} in {a.elapsed_ms:g} ms"
+        for a in call.attempts
+    )
+    return "  ".join(
+        [
+            f"{call.at:%Y-%m-%d %H:%M:%S}",
+            call.webhook,
+            call.detail or call.outcome,
+            f"attempts: {attempts or 'none (nothing sent)'}",
+            f"delivery {call.delivery_id or '-'}",
+        ]
+    )

@@ -30,6 +30,7 @@ PUBLIC_ADDRESS = "93.184.216.34"
 WEBHOOKS = "/api/v1/admin/webhooks"
 ROTATE = "/api/v1/admin/webhooks/secret/rotate"
 TEST_FIRE = "/api/v1/admin/webhooks/test"
+CALLS = "/api/v1/admin/webhooks/calls"
 
 SHOP_A = "https://shop-a.example"
 SHOP_B = "https://shop-b.example"

@@ -50,7 +50,7 @@ def _authenticate(database_url: str, key: str) -> Tenant | None:
 
 
 def test_db_upgrade_migrates_to_head_and_is_repeatable(cli: Callable[..., Result]) -> None:
-    """CLI db upgrade: reaches head (0004: the delivery log) and can run again."""
+    """CLI db upgrade: reaches head (0005: the call log) and can run again."""
     result = cli("db", "upgrade")
     assert result.exit_code == 0
     assert f"is at revision {head_revision()} (head)" in result.stdout
@@ -89,6 +89,7 @@ def test_tenants_create_json_is_for_scripts(cli: Callable[..., Result], database
         (("tenants", "create", "Bad", "--id", "no spaces"), "tenant id must be"),
         (("tenants", "create", "   "), "tenant name must be"),
         (("keys", "create", "nobody"), "no tenant 'nobody'"),
+        (("calls", "nobody"), "no tenant 'nobody'"),
         (("keys", "revoke", "key_0000"), "no API key 'key_0000'"),
     ],
 )

@@ -15,7 +15,7 @@ from vizochok_dispatch.tenants._config import (
     MIN_TIMEOUT_SECONDS,
 )
 
-from .support import ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
+from .support import CALLS, ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 #: What each operation can answer besides 200 (README "Errors"), and nothing else.
@@ -24,6 +24,7 @@ STATUSES = {
     ("patch", WEBHOOKS): {401, 413, 415, 422, 500, 503},
     ("post", ROTATE): {401, 409, 413, 415, 422, 500, 503},
     ("post", TEST_FIRE): {401, 409, 413, 415, 422, 429, 500, 503},
+    ("get", CALLS): {401, 413, 422, 500, 503},
 }
 #: The request body schema of each operation that takes one, with where its fields go.
 BODIES = {

@@ -28,6 +28,7 @@ from ..tenants._tenants import TenantDirectory
 from ..webhooks._dispatcher import Dispatcher
 from ..webhooks._ratelimit import RateLimiter
 from ..webhooks._settings import DispatchSettings
+from ._call_routes import router as call_router
 from ._deps import AdminContext
 from ._errors import ApiError, error_body, install_error_handlers
 from ._routes import errors_beside_shape_errors, router
@@ -96,6 +97,7 @@ def create_admin_app(
     )
     install_error_handlers(app, more_field_errors=errors_beside_shape_errors)
     app.include_router(router)
+    app.include_router(call_router)
     app.add_middleware(AdminGuard, max_body_bytes=chosen.admin_max_body_bytes)
     return app
 

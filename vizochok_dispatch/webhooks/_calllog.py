@@ -41,7 +41,7 @@ from ..events._ids import new_id
 from ..http._attempt import Clock
 from ..tenants._config import _tenant_id_problem
 from ..tenants._pages import Page, decode_cursor, limit_problem
-from ._calllog_store import CallFilter, CallLogStore, LoggedCall
+from ._calllog_store import CallFilter, CallLogStore, LoggedCall, attempt_dict
 from ._results import Delivery
 
 #: Problem lines kept per entry, and characters per line.
@@ -353,16 +353,7 @@ def _row(entry: _Entry) -> dict[str, Any]:
         "delivery_id": delivery.delivery_id if delivery is not None else None,
         "status_code": delivery.status if delivery is not None else None,
         "latency_ms": delivery.elapsed_ms if delivery is not None else None,
-        "attempts": [
-            {
-                "number": attempt.number,
-                "status": attempt.status,
-                "latency_ms": attempt.elapsed_ms,
-                "detail": attempt.detail,
-                "reason": attempt.reason,
-            }
-            for attempt in (delivery.attempts if delivery is not None else ())
-        ],
+        "attempts": [attempt_dict(attempt) for attempt in (delivery.attempts if delivery else ())],
         "problems": [line[:MAX_PROBLEM_CHARS] for line in entry.problems[:MAX_PROBLEMS]],
         "response": (
             error_body.data[:RESPONSE_BYTES]

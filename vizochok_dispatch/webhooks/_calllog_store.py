@@ -122,6 +122,34 @@ class LoggedCall:
     #: The first 4 KiB of the last non-200 answer's body, when one came.
     response: bytes | None = field(default=None, repr=False)
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the time in ISO 8601, the answer as UTF-8 text (bad bytes replaced);
+        what the admin API and ``vizochok-dispatch calls --json`` show."""
+        return {
+            "id": self.id,
+            "webhook": self.webhook,
+            "at": self.at.isoformat(),
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "delivery_id": self.delivery_id,
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "attempts": [attempt_dict(attempt) for attempt in self.attempts],
+            "problems": list(self.problems),
+            "response": None if self.response is None else self.response.decode("utf-8", "replace"),
+        }
+
+
+def attempt_dict(attempt: Attempt) -> dict[str, Any]:
+    """An attempt as the log stores and shows it."""
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "latency_ms": attempt.elapsed_ms,
+        "detail": attempt.detail,
+        "reason": attempt.reason,
+    }
+
 
 @dataclass(frozen=True, slots=True)
 class CallFilter:
