@@ -11,10 +11,10 @@ What is lost is counted, never waited for:
 
 - **queue full** (``VIZOCHOK_CALL_LOG_QUEUE_SIZE`` entries waiting): the new entry is dropped
   and counted (``dropped_queue_full``);
-- **store failure** (down, hung until the statement timeout, refusing): the batch is dropped
-  and counted (``dropped_store_error``); while the dispatcher closes, what is still queued
-  after a failed write is dropped too, so closing on a dead database takes one timeout, not one
-  per batch.
+- **store failure** (down, hung until the statement timeout, refusing): the batch, and the
+  rest of what was queued when that write began, are dropped and counted
+  (``dropped_store_error``), so a flush (and closing) on a dead database takes one timeout,
+  not one per batch.
 
 Which calls: every failed one (any detail, also those where nothing was sent: ``circuit_open``,
 ``not_configured``, ``bulkhead_full`` …), every one whose reply had problem lines, and of the
@@ -173,14 +173,14 @@ class CallLog:
             self._task = asyncio.create_task(self._serve(), name="vizochok-call-log")
 
     async def aclose(self) -> None:
-        """Stop the writer, write what is queued (dropping the rest if the store fails),
-        and close the store's connections."""
+        """Stop the writer, write what is queued (all of it dropped and counted if the store
+        fails), and close the store's connections."""
         if self._task is not None:
             task, self._task = self._task, None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush(closing=True)
+        await self.flush()
         if self._store is not None:
             await self._store.close()
 
@@ -196,31 +196,29 @@ class CallLog:
             except Exception:
                 _log.exception("call_log.internal_error")
 
-    async def flush(self, *, closing: bool = False) -> None:
+    async def flush(self) -> None:
         """Write every entry queued now, in batches (tests call it to see entries at once).
 
-        A batch the store refuses is dropped and counted; ``closing`` drops the rest too.
+        When the store refuses a batch, that batch and the rest of what was queued when the
+        flush began are dropped and counted: one failed write per flush, however long the
+        queue (entries queued meanwhile wait for the next flush).
         """
         if self._store is None:
             return
         async with self._writing:
             pending = len(self._queue)
             while pending > 0 and self._queue:
-                batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+                batch = [self._queue.popleft() for _ in range(min(self._batch, pending))]
                 pending -= len(batch)
-                rows = [_row(entry) for entry in batch]
                 try:
-                    await self._store.insert(rows)
+                    await self._store.insert([_row(entry) for entry in batch])
                 except StoreError as exc:
-                    lost = len(batch)
-                    if closing:
-                        lost += len(self._queue)
-                        self._queue.clear()
-                    self.dropped_store_error += lost
-                    _log.warning("call_log.store_error", error=str(exc), dropped=lost)
-                    if closing:
-                        return
-                    continue
+                    rest = min(pending, len(self._queue))
+                    for _ in range(rest):
+                        self._queue.popleft()
+                    self.dropped_store_error += len(batch) + rest
+                    _log.warning("call_log.store_error", error=str(exc), dropped=len(batch) + rest)
+                    return
                 self.written += len(batch)
                 self._touched.update(entry.tenant_id for entry in batch)
 
