@@ -14,14 +14,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vizochok_dispatch"
 #: ``_exceptions`` and ``_version`` are open to all.
 ALLOWED: dict[str, set[str]] = {
     "contract": set(),
+    # Metrics and spans: fed by the others, imports none of them.
+    "observe": set(),
     "http": {"contract"},
     "tenants": {"contract", "http"},
     # Event webhooks stand beside the synchronous ones; the Dispatcher owns ``d.events``.
-    "events": {"contract", "http", "tenants"},
-    "webhooks": {"contract", "http", "tenants", "events"},
+    "events": {"contract", "http", "tenants", "observe"},
+    "webhooks": {"contract", "http", "tenants", "events", "observe"},
     "receiver": {"contract"},
-    "admin": {"contract", "http", "tenants", "events", "webhooks"},
-    "demo": {"contract", "http", "tenants", "events", "webhooks", "admin", "receiver", ""},
+    "admin": {"contract", "http", "tenants", "events", "webhooks", "observe"},
+    "demo": {
+        *("contract", "http", "tenants", "events", "webhooks", "admin", "receiver", "observe"),
+        "",
+    },
 }
 LEAVES = {"_exceptions", "_version"}
 

@@ -32,8 +32,16 @@ from typing import Final, NamedTuple
 import structlog
 
 from ..contract._signing import event_headers
-from ..http._attempt import BLOCKED_DESTINATION, USER_AGENT, Clock, exchange
+from ..http._attempt import (
+    BLOCKED_DESTINATION,
+    USER_AGENT,
+    Clock,
+    Exchange,
+    ReadAnswer,
+    exchange,
+)
 from ..http._wire import Sender, WireResponse
+from ..observe import CLIENT, Metrics, Tracing, end_request, inject_traceparent
 from ..tenants._config import ConfigRules, url_problem
 from ._schedule import RandomSource, RetrySchedule
 from ._store import ENDPOINT_DISABLED, Claim, EventStore, Settlement
@@ -52,6 +60,15 @@ _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
 _MAX_RETRY_AFTER_CHARS: Final = 64
 
 _log = structlog.get_logger("vizochok_dispatch")
+#: The ``outcome`` label of what an attempt made of its delivery.
+_OUTCOMES: Final = {DELIVERED: "delivered", PENDING: "retrying", FAILED: "failed"}
+
+
+def _detail(status: int | None, failure: str | None) -> str | None:
+    """A 2xx status line in time is delivered, even if its body is then cut short."""
+    if status is not None and 200 <= status <= 299:
+        return None
+    return failure or HTTP_STATUS
 
 
 class _Attempted(NamedTuple):
@@ -94,7 +111,11 @@ class EventDeliverer:
         schedule: RetrySchedule,
         rules: ConfigRules,
         rand: RandomSource = random.random,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._metrics = metrics
+        self._tracing = tracing or Tracing(enabled=False)
         self._store = store
         self._send = send
         self._clock = clock
@@ -134,6 +155,14 @@ class EventDeliverer:
             _log.warning("event.lease_lost", delivery_id=claim.delivery_id, attempt=claim.attempt)
             return None
         self._log(claim, settlement)
+        if self._metrics is not None:
+            attempt = settlement.attempt
+            self._metrics.event_attempt(
+                claim.tenant_id,
+                _OUTCOMES.get(settlement.status, settlement.status),
+                settlement.detail,
+                None if attempt is None else attempt.latency_ms / 1000.0,
+            )
         return settlement
 
     async def _attempt(self, claim: Claim, secret: str) -> _Attempted:
@@ -166,19 +195,32 @@ class EventDeliverer:
             retry_after = response.header("Retry-After")
             excerpt = await response.read_prefix(EXCERPT_BYTES)
 
-        sent = await exchange(
-            self._send,
-            method="POST",
-            url=claim.url,
-            headers=headers,
-            body=claim.body,
-            budget=claim.timeout_seconds,
-            monotonic=self._clock.monotonic,
-            read=read,
-        )
-        # A 2xx status line in time is delivered, even if its body is then cut short.
-        ok = sent.status is not None and 200 <= sent.status <= 299
-        detail = None if ok else sent.failure or HTTP_STATUS
+        tracer = self._tracing.tracer()
+        if tracer is None:
+            sent = await self._exchange(claim, headers, read)
+            detail = _detail(sent.status, sent.failure)
+        else:
+            attributes = self._tracing.request_attributes("POST", claim.url, claim.attempt)
+            attributes.update(
+                {
+                    "vizochok.tenant_id": claim.tenant_id,
+                    "vizochok.endpoint_id": claim.endpoint_id,
+                    "vizochok.event_id": claim.event_id,
+                    "vizochok.event_type": claim.event_type,
+                    "vizochok.delivery_id": claim.delivery_id,
+                }
+            )
+            with tracer.start_as_current_span(
+                "POST",
+                kind=CLIENT,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                inject_traceparent(headers)
+                sent = await self._exchange(claim, headers, read)
+                detail = _detail(sent.status, sent.failure)
+                end_request(span, sent.status, detail, sent.reason)
         attempt = EventAttempt(
             number=claim.attempt,
             status=sent.status,
@@ -193,6 +235,18 @@ class EventDeliverer:
         if sent.status in _RETRY_AFTER_STATUSES:
             wait = retry_after_seconds(retry_after, attempted_at.timestamp())
         return _Attempted(attempt, wait)
+
+    async def _exchange(self, claim: Claim, headers: dict[str, str], read: ReadAnswer) -> Exchange:
+        return await exchange(
+            self._send,
+            method="POST",
+            url=claim.url,
+            headers=headers,
+            body=claim.body,
+            budget=claim.timeout_seconds,
+            monotonic=self._clock.monotonic,
+            read=read,
+        )
 
     def _judge(self, claim: Claim, attempted: _Attempted) -> Settlement:
         attempt = attempted.attempt

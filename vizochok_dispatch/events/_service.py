@@ -24,6 +24,7 @@ from ..contract._signing import SIGNATURE_SCHEMES, event_secret_problem, generat
 from ..contract._text import TextRule, text_problem
 from ..http._attempt import Clock, Sleep
 from ..http._wire import Sender
+from ..observe import Backlog, Metrics, Tracing
 from ..tenants._config import ConfigRules, _tenant_id_problem, secret_problem, url_problems
 from ..tenants._pages import Page, decode_cursor, limit_problem
 from ..tenants._sql_store import SqlConfigStore
@@ -53,6 +54,8 @@ MAX_PAGE: Final = 100
 DELIVERY_STATUSES: Final = ("pending", "delivered", "failed")
 #: An id given as a filter (``ep_…``, ``evt_…``, ``dlv_…``: at most 64 characters).
 ID_FILTER: Final = TextRule(1, 64, controls=False)
+#: The backlog metric counts due deliveries up to this many (a count stays cheap).
+BACKLOG_CAP: Final = 100_000
 
 WorkerMode = Literal["embedded", "off"]
 
@@ -81,10 +84,13 @@ class EventService:
         per_endpoint: int = 4,
         poll_seconds: float = 1.0,
         rand: RandomSource = random.random,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._clock = clock
         self._rules = rules
         self._mode = worker
+        self._worker_started = False
         self._store = EventStore(store) if isinstance(store, SqlConfigStore) else None
         self._deliverer: EventDeliverer | None = None
         self._worker: Worker | None = None
@@ -96,6 +102,8 @@ class EventService:
                 schedule=schedule,
                 rules=rules,
                 rand=rand,
+                metrics=metrics,
+                tracing=tracing,
             )
             self._worker = Worker(
                 store=self._store,
@@ -116,10 +124,12 @@ class EventService:
         await self._store.open()
         if self._mode == "embedded":
             self._worker.start()
+            self._worker_started = True
 
     async def aclose(self) -> None:
         """Stop the worker (attempts on the wire are cut short and delivered again later) and
         close the event store's connections."""
+        self._worker_started = False
         if self._worker is not None:
             await self._worker.stop()
         if self._store is not None:
@@ -137,6 +147,27 @@ class EventService:
                 "Dispatcher.from_database_url(...) or on a SqlConfigStore"
             )
         return self._store, self._deliverer, self._worker
+
+    async def backlog(self, *, cap: int = BACKLOG_CAP) -> Backlog:
+        """Deliveries due now and not yet taken (counted up to ``cap``), how long the oldest
+        has been due, and the disabled endpoints; for ``vizochok_event_backlog_*`` metrics.
+        Raises :class:`StoreError` when the database fails."""
+        store = self._parts()[0]
+        now = self._now()
+        due, oldest, disabled = await store.backlog(now=now, cap=cap)
+        age = 0.0 if oldest is None else max((now - oldest).total_seconds(), 0.0)
+        return Backlog(due=due, oldest_due_age_seconds=age, disabled_endpoints=disabled)
+
+    @property
+    def available(self) -> bool:
+        """Whether event webhooks work here (a SQL store)."""
+        return self._store is not None
+
+    @property
+    def worker_started(self) -> bool:
+        """Whether :meth:`start` started the embedded worker (and :meth:`aclose` has not
+        stopped it): from then on it should be running."""
+        return self._worker_started
 
     def _now(self) -> datetime:
         """Now, in UTC, to the millisecond (what the body's timestamp says)."""

@@ -565,6 +565,21 @@ class EventStore:
                 ).scalar_one()
             )
 
+    async def backlog(self, *, now: datetime, cap: int) -> tuple[int, datetime | None, int]:
+        """Deliveries due now and free (counted up to ``cap``), the due time of the oldest,
+        and the endpoints disabled; for metrics (the index on status and due time serves
+        the first two)."""
+        due = select(_D.c.id).where(*_claimable(now)).limit(cap).subquery()
+        async with self._reading() as conn:
+            count = (await conn.execute(select(func.count()).select_from(due))).scalar_one()
+            oldest = (
+                await conn.execute(select(func.min(_D.c.next_attempt_at)).where(*_claimable(now)))
+            ).scalar_one()
+            disabled = (
+                await conn.execute(select(func.count()).where(_E.c.enabled.is_(False)))
+            ).scalar_one()
+        return int(count), oldest, int(disabled)
+
     # -- claiming ----------------------------------------------------------------------------
 
     async def claim_due(

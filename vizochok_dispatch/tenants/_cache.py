@@ -85,6 +85,8 @@ class CachedConfigStore:
         self._writes: dict[str, int] = {}
         #: Reads that reached the inner store; the benchmark reports it per call.
         self.misses = 0
+        #: Lookups answered from the cache (metrics).
+        self.hits = 0
 
     async def open(self) -> None:
         """Open the inner store."""
@@ -126,6 +128,7 @@ class CachedConfigStore:
             if not self._polls and self._clock() - entry.fetched_at >= self._ttl:
                 self._refresh_in_background(tenant_id)
             if entry.failing_since is None or self._serve_stale(tenant_id, entry):
+                self.hits += 1
                 return entry.config
         task = self._start_read(tenant_id)
         try:
@@ -151,6 +154,14 @@ class CachedConfigStore:
                 )
             return True
         return False
+
+    def refresh_lag(self) -> float:
+        """Seconds since the store last confirmed the least recently confirmed entry (0 with
+        none cached): how stale the cache may be now, for metrics."""
+        if not self._entries:
+            return 0.0
+        oldest = min(entry.checked_at for entry in self._entries.values())
+        return max(self._clock() - oldest, 0.0)
 
     async def poll(self) -> None:
         """Compare every cached entry with the store's versions; refresh what moved.

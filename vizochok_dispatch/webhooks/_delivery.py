@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Final, NamedTuple
 
 import structlog
@@ -29,6 +30,7 @@ from ..http._attempt import USER_AGENT as USER_AGENT  # noqa: PLC0414 - still im
 from ..http._attempt import Clock as Clock  # noqa: PLC0414 - still importable from here
 from ..http._attempt import Sleep as Sleep  # noqa: PLC0414 - still importable from here
 from ..http._wire import Sender, WireResponse, wire_url
+from ..observe import CLIENT, Tracing, WebhookSeries, end_request, inject_traceparent
 from ._diagnostics import error_body_cap, read_error_body, read_error_prefix
 from ._results import HTTP_STATUS, INVALID_RESPONSE, Attempt, Delivery, ErrorBody
 
@@ -67,7 +69,8 @@ class RetryPolicy:
 class _Outcome(NamedTuple):
     attempt: Attempt
     body: bytes | None
-    error_body: ErrorBody | None = None
+    error_body: ErrorBody | None
+    seconds: float
 
 
 class Deliverer:
@@ -82,10 +85,12 @@ class Deliverer:
         max_response_bytes: int,
         retry: RetryPolicy,
         error_prefix_bytes: int = 0,
+        tracing: Tracing | None = None,
     ) -> None:
         self._send = send
         #: Bytes of a non-200 answer to keep (the call log's excerpt); 0 reads none.
         self._error_prefix = error_prefix_bytes
+        self._tracing = tracing or Tracing(enabled=False)
         self._clock = clock
         self._sleep = sleep
         self._cap = max_response_bytes
@@ -116,10 +121,14 @@ class Deliverer:
         timeout_seconds: float,
         deadline_at: float | None,
         log: structlog.typing.FilteringBoundLogger,
+        series: WebhookSeries | None = None,
+        traced: bool = False,
     ) -> Delivery:
         """Make the call; never raises for anything the network or the tenant does.
 
         The returned :class:`Delivery`'s ``url`` is the URL as sent (see :func:`wire_url`).
+        ``series`` counts each attempt and retry; ``traced``: each attempt gets a client span
+        (a child of the current one) and sends its ``traceparent``.
         """
         url = self._wire_url(url)
         delivery_id = os.urandom(16).hex()
@@ -138,8 +147,11 @@ class Deliverer:
                 secret=secret,
                 delivery_id=delivery_id,
                 budget=budget,
+                traced=traced,
             )
             attempt = outcome.attempt
+            if series is not None:
+                series.attempt(attempt.detail, outcome.seconds)
             attempts.append(attempt)
             log.info(
                 "webhook.attempt",
@@ -156,6 +168,8 @@ class Deliverer:
                 break
             await self._sleep(delay)
             number += 1
+            if series is not None:
+                series.retries.inc()
         return Delivery(
             delivery_id=delivery_id,
             url=url,
@@ -177,6 +191,44 @@ class Deliverer:
         secret: str,
         delivery_id: str,
         budget: float,
+        traced: bool,
+    ) -> _Outcome:
+        tracer = self._tracing.tracer() if traced else None
+        make = partial(
+            self._exchange,
+            number=number,
+            method=method,
+            url=url,
+            body=body,
+            secret=secret,
+            delivery_id=delivery_id,
+            budget=budget,
+        )
+        if tracer is None:
+            return await make()
+        with tracer.start_as_current_span(
+            method,
+            kind=CLIENT,
+            attributes=self._tracing.request_attributes(method, url, number),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            outcome = await make(traced=True)
+            attempt = outcome.attempt
+            end_request(span, attempt.status, attempt.detail, attempt.reason)
+            return outcome
+
+    async def _exchange(
+        self,
+        *,
+        number: int,
+        method: str,
+        url: str,
+        body: bytes,
+        secret: str,
+        delivery_id: str,
+        budget: float,
+        traced: bool = False,
     ) -> _Outcome:
         timestamp = int(self._clock.wall())
         headers = self._post_headers.copy() if method == "POST" else self._get_headers.copy()
@@ -184,6 +236,8 @@ class Deliverer:
         headers[ATTEMPT_HEADER] = str(number)
         headers[TIMESTAMP_HEADER] = str(timestamp)
         headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
+        if traced:
+            inject_traceparent(headers)  # the current span is this attempt's
         payload: bytes | None = None
         too_large = False
         error_body: ErrorBody | None = None
@@ -223,7 +277,10 @@ class Deliverer:
             detail = None if sent.status == 200 else HTTP_STATUS
         kept = payload if detail is None else None
         return _Outcome(
-            Attempt(number, sent.status, elapsed, detail, sent.reason), kept, error_body
+            Attempt(number, sent.status, elapsed, detail, sent.reason),
+            kept,
+            error_body,
+            sent.elapsed_seconds,
         )
 
 

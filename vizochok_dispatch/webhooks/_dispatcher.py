@@ -22,6 +22,7 @@ from ..contract._text import SESSION_ID, STORE_ID, checked_text
 from ..events._service import EventService
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
+from ..observe import INTERNAL, CacheStats, Metrics, Tracing, WebhookSeries, end_call
 from ..tenants._cache import CachedConfigStore
 from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
 from ..tenants._sql_store import SqlConfigStore
@@ -54,6 +55,7 @@ _R = TypeVar("_R")
 _MAX_LOGGED_PROBLEMS = 20
 _MAX_CACHED_URLS = 10_000
 _WEBHOOKS: tuple[Webhook, ...] = ("products", "cart", "cart_get")
+_SPAN_NAMES = {webhook: f"webhook {webhook}" for webhook in _WEBHOOKS}
 
 
 class Dispatcher:
@@ -76,10 +78,18 @@ class Dispatcher:
         resolver: AbstractResolver | None = None,
         owns_store: bool = False,
         call_log_random: RandomSource | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if transport is not None and client is not None:
             raise InvalidCall("pass a transport or a client, not both")
         self.settings = settings or DispatchSettings()
+        if metrics is None and self.settings.metrics:
+            metrics = Metrics(tenant_labels=self.settings.metrics_tenant_labels)
+        #: The Prometheus series (``None`` when ``VIZOCHOK_METRICS`` is off): serve
+        #: ``await metrics.exposition()``, or mount or merge ``metrics.registry``.
+        self.metrics = metrics
+        self._tracing = tracing if tracing is not None else Tracing(enabled=self.settings.tracing)
         self._clock = clock or Clock()
         #: Reads and writes go through the cache, so a save here is seen by the next call.
         self.store = CachedConfigStore(
@@ -97,7 +107,7 @@ class Dispatcher:
                 window_seconds=self.settings.circuit_window_seconds,
                 cooldown_seconds=self.settings.circuit_cooldown_seconds,
             ),
-            on_change=_log_circuit_change,
+            on_change=self._circuit_changed,
         )
         self._bulkhead = Bulkhead(self.settings.max_in_flight_per_tenant)
         self._owned_transport: httpx.AsyncBaseTransport | None = None
@@ -145,6 +155,7 @@ class Dispatcher:
             max_response_bytes=self.settings.max_response_bytes,
             retry=retry or RetryPolicy(),
             error_prefix_bytes=RESPONSE_BYTES if self._calls is not None else 0,
+            tracing=self._tracing,
         )
         # Event webhooks go out through the same sender (and SSRF guard), clock and sleep.
         self._events = EventService(
@@ -158,7 +169,17 @@ class Dispatcher:
             concurrency=self.settings.event_worker_concurrency,
             per_endpoint=self.settings.event_max_in_flight_per_endpoint,
             poll_seconds=self.settings.event_poll_seconds,
+            metrics=metrics,
+            tracing=self._tracing,
         )
+        if metrics is not None:
+            cache = self.store
+            metrics.watch_circuits(self._breakers.states)
+            metrics.watch_config_cache(
+                lambda: CacheStats(cache.hits, cache.misses, cache.refresh_lag())
+            )
+            if self._events.available:
+                metrics.watch_event_backlog(self._events.backlog)
 
     @classmethod
     def from_database_url(cls, url: str | None = None, /, **overrides: Any) -> Self:  # noqa: ANN401 - settings fields
@@ -419,6 +440,11 @@ class Dispatcher:
             tenant_id, webhook, url, self._clock.monotonic(), config=_generation(config)
         )
 
+    def _circuit_changed(self, key: BreakerKey, before: CircuitState, after: CircuitState) -> None:
+        _log_circuit_change(key, before, after)
+        if self.metrics is not None:
+            self.metrics.circuit_changed(key[0], key[1], str(before), str(after))
+
     def _counts_as_down(self, delivery: Delivery, deadline_at: float | None) -> bool | None:
         """Whether the delivery counts against the endpoint; ``None``: it counts for nothing.
 
@@ -470,7 +496,62 @@ class Dispatcher:
         parse: Callable[[bytes], _R],
         deadline: float | None,
     ) -> tuple[_R, Delivery | None]:
+        """One call, counted in the metrics and traced (a span around its attempts')."""
         _check_call(tenant_id, deadline)
+        series = None if self.metrics is None else self.metrics.webhook(tenant_id, webhook)
+        tracer = self._tracing.tracer()
+        started = self._clock.monotonic()
+        if tracer is None:
+            result, delivery = await self._make_call(
+                tenant_id,
+                webhook,
+                target=target,
+                on_failure=on_failure,
+                parse=parse,
+                deadline=deadline,
+                series=series,
+                traced=False,
+            )
+            failure = _failure_of(result)
+        else:
+            with tracer.start_as_current_span(
+                _SPAN_NAMES[webhook],
+                kind=INTERNAL,
+                attributes={"vizochok.webhook": webhook, "vizochok.tenant_id": tenant_id},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                result, delivery = await self._make_call(
+                    tenant_id,
+                    webhook,
+                    target=target,
+                    on_failure=on_failure,
+                    parse=parse,
+                    deadline=deadline,
+                    series=series,
+                    traced=True,
+                )
+                failure = _failure_of(result)
+                if delivery is not None:
+                    span.set_attribute("vizochok.delivery_id", delivery.delivery_id)
+                    span.set_attribute("vizochok.attempts", len(delivery.attempts))
+                end_call(span, failure)
+        if series is not None:
+            series.call(failure, self._clock.monotonic() - started)
+        return result, delivery
+
+    async def _make_call(
+        self,
+        tenant_id: str,
+        webhook: Webhook,
+        *,
+        target: Callable[[WebhookConfig], tuple[str, str | None, bytes]],
+        on_failure: Callable[[str], _R],
+        parse: Callable[[bytes], _R],
+        deadline: float | None,
+        series: WebhookSeries | None,
+        traced: bool,
+    ) -> tuple[_R, Delivery | None]:
         deadline_at = None if deadline is None else self._clock.monotonic() + deadline
         log = _log.bind(tenant_id=tenant_id, webhook=webhook)
         delivery: Delivery | None = None
@@ -495,6 +576,8 @@ class Dispatcher:
             key = (tenant_id, webhook, _configured_url(config, webhook) or url)
             generation = _generation(config)
             if not self._bulkhead.try_enter(tenant_id):
+                if series is not None:
+                    series.bulkhead_rejections.inc()
                 return self._failed(
                     log, tenant_id, webhook, on_failure, BULKHEAD_FULL, delivery=None
                 ), None
@@ -514,6 +597,8 @@ class Dispatcher:
                     timeout_seconds=config.timeout_seconds,
                     deadline_at=deadline_at,
                     log=log,
+                    series=series,
+                    traced=traced,
                 )
                 down = self._counts_as_down(delivery, deadline_at)
             finally:
@@ -553,7 +638,7 @@ class Dispatcher:
         delivery: Delivery,
     ) -> None:
         """A delivered call's log lines and call log entry (failed, with problems, sampled)."""
-        failure = getattr(result, "failure", None) or _cart_detail(result)
+        failure = _failure_of(result)
         problems: tuple[str, ...] = getattr(result, "problems", ())
         if failure is not None:
             log.warning(
@@ -633,6 +718,11 @@ def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitSta
         state=str(after),
         previous=str(before),
     )
+
+
+def _failure_of(result: object) -> str | None:
+    """A result's failure detail (``None``: the webhook answered)."""
+    return getattr(result, "failure", None) or _cart_detail(result)
 
 
 def _cart_detail(result: object) -> str | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from ._results import CONNECT_ERROR, HTTP_STATUS, TIMEOUT, Delivery
@@ -152,6 +152,11 @@ class Breakers:
     def __len__(self) -> int:
         """How many circuits are kept (at most one per tenant and webhook)."""
         return len(self._circuits)
+
+    def states(self) -> Iterator[tuple[str, str, str]]:
+        """``(tenant, webhook, state)`` of every kept circuit (for metrics)."""
+        for (tenant, webhook), tracked in list(self._circuits.items()):
+            yield tenant, webhook, str(tracked.circuit.state)
 
     def admit(self, key: BreakerKey, now: float, *, config: Hashable = None) -> Admission:
         """Whether a call to ``key`` under ``config`` may go out now, and whether it is the

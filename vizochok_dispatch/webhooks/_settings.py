@@ -134,6 +134,19 @@ class DispatchSettings(BaseSettings):
     call_log_max_per_tenant: int = Field(default=10_000, ge=0, le=10_000_000)
     #: Seconds between purges of what the two limits above no longer keep.
     call_log_purge_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    #: Prometheus metrics of calls, circuits, the config cache and event deliveries
+    #: (``Dispatcher.metrics``, ``GET /metrics`` on the admin app); off: none are kept.
+    metrics: bool = True
+    #: Add a ``tenant`` label to the per-call series: one series set per tenant called, kept
+    #: for the process's life (roughly 40 series per tenant and webhook), so only for a
+    #: bounded number of tenants.
+    metrics_tenant_labels: bool = False
+    #: OpenTelemetry spans of calls and attempts, with ``traceparent`` on outgoing requests;
+    #: they go to the host's tracer provider and cost one check per call while none is set.
+    tracing: bool = True
+    #: When set, ``GET /metrics`` on the admin app needs ``Authorization: Bearer <token>``;
+    #: unset, it is open (keep it to the scraper's network).
+    metrics_token: SecretStr | None = None
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
