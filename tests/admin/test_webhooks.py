@@ -326,7 +326,8 @@ async def test_unknown_paths_and_methods_use_the_error_shape(admin: Admin) -> No
 
 
 async def test_openapi_and_docs_are_served(admin: Admin) -> None:
-    """Docs: /openapi.json lists the four operations with bearer auth; /docs is served."""
+    """Docs: /openapi.json lists the four operations with bearer auth, and the two health
+    checks without; /docs is served."""
     spec = (await admin.client.get("/openapi.json")).json()
     operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     assert operations == {
@@ -334,7 +335,10 @@ async def test_openapi_and_docs_are_served(admin: Admin) -> None:
         ("PATCH", WEBHOOKS),
         ("POST", "/api/v1/admin/webhooks/secret/rotate"),
         ("POST", "/api/v1/admin/webhooks/test"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
     }
+    assert "security" not in spec["paths"]["/healthz"]["get"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert {"WebhookConfigPublic", "WebhookConfigUpdate", "ErrorResponse"} <= set(
         spec["components"]["schemas"]
