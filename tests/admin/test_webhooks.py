@@ -326,7 +326,7 @@ async def test_unknown_paths_and_methods_use_the_error_shape(admin: Admin) -> No
 
 
 async def test_openapi_and_docs_are_served(admin: Admin) -> None:
-    """Docs: /openapi.json lists the four operations with bearer auth, and the two health
+    """Docs: /openapi.json lists the five operations with bearer auth, and the two health
     checks without; /docs is served."""
     spec = (await admin.client.get("/openapi.json")).json()
     operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
@@ -335,6 +335,7 @@ async def test_openapi_and_docs_are_served(admin: Admin) -> None:
         ("PATCH", WEBHOOKS),
         ("POST", "/api/v1/admin/webhooks/secret/rotate"),
         ("POST", "/api/v1/admin/webhooks/test"),
+        ("GET", "/api/v1/admin/webhooks/calls"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
     }
