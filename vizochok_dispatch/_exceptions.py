@@ -6,6 +6,7 @@ machine-readable ``detail`` (see ``_results``).  What does raise is misuse and b
     DispatchError                      base of everything raised here
     ├── InvalidConfig (ValueError)     a webhook config broke webhooks.md §1; ``errors`` per field
     ├── InvalidCall (ValueError)       a dispatch call got arguments it cannot send
+    │   └── NoPendingSecret             a promote found no rolled secret waiting to sign
     ├── SettingsError (ValueError)     the deployment's settings cannot run (e.g. production
     │                                  without ``VIZOCHOK_SECRET_KEYS``, a malformed key)
     ├── TenantError                    the tenant directory refused an admin operation
@@ -50,6 +51,11 @@ class InvalidConfig(DispatchError, ValueError):
 
 class InvalidCall(DispatchError, ValueError):
     """A dispatch method got arguments that no tenant could be sent."""
+
+
+class NoPendingSecret(InvalidCall):
+    """A promote found no pending secret: none was rolled, a rotate dropped it, or it was
+    promoted already (by hand, or by itself when its overlap ended)."""
 
 
 class StoreError(DispatchError):

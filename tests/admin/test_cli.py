@@ -54,7 +54,7 @@ def test_db_upgrade_migrates_to_head_and_is_repeatable(cli: Callable[..., Result
     result = cli("db", "upgrade")
     assert result.exit_code == 0
     assert f"is at revision {head_revision()} (head)" in result.stdout
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 def test_tenants_create_prints_the_id_and_a_working_key_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +48,12 @@ class PlainStore:
 
     async def save_config(self, tenant_id: str, **fields: object) -> WebhookConfig:
         return await self.inner.save_config(tenant_id, **fields)  # type: ignore[arg-type]
+
+    async def roll_secret(self, tenant_id: str, **fields: Any) -> WebhookConfig | None:
+        return await self.inner.roll_secret(tenant_id, **fields)
+
+    async def promote_secret(self, tenant_id: str, **fields: Any) -> WebhookConfig | None:
+        return await self.inner.promote_secret(tenant_id, **fields)
 
     async def delete_config(self, tenant_id: str) -> bool:
         return await self.inner.delete_config(tenant_id)

@@ -24,6 +24,7 @@ from vizochok_dispatch import (
     InvalidConfig,
     SecretBox,
     SecretUnreadable,
+    SqlConfigStore,
     StoreError,
 )
 from vizochok_dispatch.contract._signing import standard_webhooks_key
@@ -125,6 +126,27 @@ async def test_keys_that_read_no_endpoint_secret_are_refused_at_start(database_u
     with pytest.raises(SecretUnreadable, match=r"event endpoint secrets .* encrypted with key"):
         async with Dispatcher.from_settings(other):
             pass
+
+
+async def test_the_config_store_key_check_reads_event_endpoint_secrets(database_url: str) -> None:
+    """Secrets at rest: with only event endpoint secrets stored, the config store's own key
+    check refuses a lost key file (making no new key) and keys that read none of them."""
+    async with Dispatcher.from_settings(settings_for(database_url)) as d:
+        await d.events.create_endpoint(TENANT, url=URL, event_types=["*"])
+    key_file: Path | None = None
+    if database_url.startswith("sqlite"):
+        database = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
+        key_file = database.with_name(database.name + ".keys")
+        key_file.unlink()
+        store = SqlConfigStore(database_url)
+    else:
+        store = SqlConfigStore(database_url, secret_box=SecretBox.generate("other")[0])
+    try:
+        with pytest.raises(SecretUnreadable, match=r"event endpoint secrets.* key"):
+            await store.open()
+    finally:
+        await store.close()
+    assert key_file is None or not key_file.exists(), "a new key file was made"
 
 
 @pytest.mark.parametrize(

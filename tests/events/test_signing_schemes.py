@@ -194,3 +194,54 @@ def test_event_headers_refuse_what_cannot_go_into_a_header(kwargs, message):
     scheme, secret = args.pop("scheme"), args.pop("secret")
     with pytest.raises(ValueError, match=message):
         event_headers(scheme, secret, **args)  # type: ignore[arg-type]
+
+
+# -- a rolled secret (docs/webhooks.md §7) ------------------------------------------------------
+
+NEXT = "whsec_" + base64.b64encode(bytes(range(32, 64))).decode()
+
+
+def test_standard_webhooks_carries_the_pending_secrets_signature_after_the_current_one() -> None:
+    """Rolling: ``webhook-signature`` is ``v1,<current> v1,<pending>``, each verifying alone."""
+    now = int(time.time())
+    headers = event_headers(
+        "standard-webhooks",
+        SECRET,
+        event_id="evt_01",
+        event_type="order.created",
+        attempt=1,
+        timestamp=now,
+        body=BODY,
+        pending_secret=NEXT,
+    )
+    current, pending = headers["webhook-signature"].split(" ")
+    alone = _headers("standard-webhooks", timestamp=now)["webhook-signature"]
+    assert current == alone
+    assert Webhook(SECRET).verify(BODY, headers)["id"] == "evt_01"
+    assert Webhook(NEXT).verify(BODY, headers)["id"] == "evt_01"
+    assert pending == Webhook(NEXT).sign("evt_01", datetime.fromtimestamp(now, UTC), BODY.decode())
+
+
+@pytest.mark.parametrize(
+    ("scheme", "pending", "says"),
+    [
+        ("vizochok", NEXT, "signs with one secret"),
+        ("standard-webhooks", "not-a-whsec-secret-0123456789", "pending_secret must start"),
+    ],
+)
+def test_a_pending_secret_the_scheme_cannot_carry_is_refused(
+    scheme: str, pending: str, says: str
+) -> None:
+    """Rolling: vizochok carries one signature; a pending secret must suit the scheme."""
+    with pytest.raises(ValueError, match=says) as caught:
+        event_headers(
+            scheme,
+            SECRET,
+            event_id="evt_01",
+            event_type="order.created",
+            attempt=1,
+            timestamp=1,
+            body=BODY,
+            pending_secret=pending,
+        )
+    assert pending not in str(caught.value)

@@ -39,6 +39,9 @@ COLUMNS = {
     "version",
     "created_at",
     "updated_at",
+    "pending_secret",
+    "pending_since",
+    "pending_promotes_at",
 }
 
 

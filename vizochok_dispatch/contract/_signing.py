@@ -47,9 +47,9 @@ def signature_matches(secret: str, timestamp: int, body: bytes, signature: str) 
 # ---------------------------------------------------------------------------------------------
 # Event webhooks (docs/webhooks.md §8): two signature schemes over the same body bytes.
 #
-# Several signatures in one header (both secrets during a rotation: ``v1,a v1,b`` in
-# ``webhook-signature``, or a second ``sha256=`` value) are a later issue; today each request
-# carries exactly one signature, made with the endpoint's one secret.
+# While a rolled secret waits for its promotion (docs/webhooks.md §7), a standard-webhooks
+# request carries both signatures, space-separated as that specification has it
+# (``v1,<current> v1,<pending>``); a vizochok request carries the current secret's only.
 
 #: The event type, on every event request (both schemes).
 EVENT_HEADER: Final = "X-VIZOCHOK-Event"
@@ -144,6 +144,7 @@ def event_headers(
     attempt: int,
     timestamp: int,
     body: bytes,
+    pending_secret: str | None = None,
 ) -> dict[str, str]:
     """The headers that sign and label one attempt of one event delivery.
 
@@ -157,9 +158,12 @@ def event_headers(
     * ``standard-webhooks``: ``webhook-id`` (the event id), ``webhook-timestamp``,
       ``webhook-signature: v1,<base64>`` over ``"{id}.{timestamp}." + body``, plus
       ``X-VIZOCHOK-Event`` and ``X-VIZOCHOK-Attempt`` (unsigned labels, as in the other scheme).
+      With ``pending_secret`` (a rolled secret not promoted yet), ``webhook-signature`` holds
+      the current secret's signature, a space, then the pending secret's.
 
     Raises ``ValueError`` for an unknown scheme, a secret the scheme cannot use, an id or type
-    that is not 1-256 printable ASCII characters, or an attempt below 1.
+    that is not 1-256 printable ASCII characters, an attempt below 1, or a ``pending_secret``
+    with the ``vizochok`` scheme (its one signature is the current secret's until promotion).
     """
     if scheme not in SIGNATURE_SCHEMES:
         raise ValueError(
@@ -172,6 +176,11 @@ def event_headers(
         raise ValueError("attempt must be an integer from 1")
     if (problem := event_secret_problem(scheme, secret)) is not None:
         raise ValueError(f"secret {problem}")
+    if pending_secret is not None:
+        if scheme == "vizochok":
+            raise ValueError("the vizochok scheme signs with one secret: no pending_secret")
+        if (problem := event_secret_problem(scheme, pending_secret)) is not None:
+            raise ValueError(f"pending_secret {problem}")
     labels = {EVENT_HEADER: event_type, ATTEMPT_HEADER: str(attempt)}
     if scheme == "vizochok":
         return {
@@ -179,9 +188,12 @@ def event_headers(
             DELIVERY_HEADER: event_id,
             **labels,
         }
+    signing = [secret] if pending_secret is None else [secret, pending_secret]
     return {
         WEBHOOK_ID_HEADER: event_id,
         WEBHOOK_TIMESTAMP_HEADER: str(int(timestamp)),
-        WEBHOOK_SIGNATURE_HEADER: standard_webhooks_signature(secret, event_id, timestamp, body),
+        WEBHOOK_SIGNATURE_HEADER: " ".join(
+            standard_webhooks_signature(key, event_id, timestamp, body) for key in signing
+        ),
         **labels,
     }

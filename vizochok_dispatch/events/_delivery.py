@@ -43,6 +43,7 @@ from ..http._attempt import (
 from ..http._wire import Sender, WireResponse
 from ..observe import CLIENT, Metrics, Tracing, end_request, inject_traceparent
 from ..tenants._config import ConfigRules, url_problem
+from ..tenants._rotation import promotion_due
 from ._schedule import RandomSource, RetrySchedule
 from ._store import ENDPOINT_DISABLED, Claim, EventStore, Settlement
 from ._tables import DELIVERED, FAILED, PENDING, SCHEDULED
@@ -147,7 +148,7 @@ class EventDeliverer:
         if not claim.enabled:
             settlement = Settlement(FAILED, None, ENDPOINT_DISABLED)
         else:
-            attempted = await self._attempt(claim, claim.secret)
+            attempted = await self._attempt(claim)
             settlement = self._judge(claim, attempted)
         if on_settling is not None:
             on_settling()
@@ -165,8 +166,9 @@ class EventDeliverer:
             )
         return settlement
 
-    async def _attempt(self, claim: Claim, secret: str) -> _Attempted:
+    async def _attempt(self, claim: Claim) -> _Attempted:
         attempted_at = self._now()
+        secret, pending = signing_secrets(claim, attempted_at)
         problem = url_problem(claim.url, allow_http=self._rules.allow_http)
         if problem is None:
             problem = self._rules.destinations.url_problem(claim.url)
@@ -185,6 +187,7 @@ class EventDeliverer:
                 attempt=claim.attempt,
                 timestamp=int(attempted_at.timestamp()),
                 body=claim.body,
+                pending_secret=pending,
             ),
         }
         excerpt: bytes | None = None
@@ -284,3 +287,15 @@ class EventDeliverer:
             log.warning("event.endpoint_disabled", reason=settlement.disable_reason)
         if settlement.status == FAILED:
             log.warning("event.delivery_failed", detail=settlement.detail)
+
+
+def signing_secrets(claim: Claim, now: datetime) -> tuple[str, str | None]:
+    """The secret that signs an attempt at ``now`` and the pending one that signs beside it
+    (docs/webhooks.md §7): a pending secret whose overlap ended signs alone; before that,
+    ``standard-webhooks`` sends both signatures and ``vizochok`` the current one only."""
+    assert claim.secret is not None  # noqa: S101 - unreadable claims are not attempted
+    if claim.pending_secret is None:
+        return claim.secret, None
+    if promotion_due(claim.pending_promotes_at, now):
+        return claim.pending_secret, None
+    return claim.secret, claim.pending_secret if claim.signature_scheme != "vizochok" else None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -27,6 +28,14 @@ from ..http._wire import Sender
 from ..observe import Backlog, Metrics, Tracing
 from ..tenants._config import ConfigRules, _tenant_id_problem, secret_problem, url_problems
 from ..tenants._pages import Page, decode_cursor, limit_problem
+from ..tenants._rotation import (
+    DEFAULT_SECRET_OVERLAP_SECONDS,
+    in_effect,
+    overlap_problem,
+    promote,
+    roll,
+    same_secret_problem,
+)
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
 from ._catalog import lookup_event_type, match_event_types, type_matches, validate_event_data
@@ -86,9 +95,13 @@ class EventService:
         rand: RandomSource = random.random,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        secret_overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
     ) -> None:
+        if (problem := overlap_problem(secret_overlap_seconds)) is not None:
+            raise InvalidCall(f"secret_overlap_seconds {problem}")
         self._clock = clock
         self._rules = rules
+        self._overlap = float(secret_overlap_seconds)
         self._mode = worker
         self._worker_started = False
         self._store = EventStore(store) if isinstance(store, SqlConfigStore) else None
@@ -261,7 +274,115 @@ class EventService:
         store = self._parts()[0]
         if _tenant_id_problem(tenant_id) is not None:
             return []
-        return await store.endpoints(tenant_id)
+        now = self._now()  # a rolled secret whose overlap ended shows as the current one
+        return [in_effect(endpoint, now) for endpoint in await store.endpoints(tenant_id)]
+
+    # -- rolling an endpoint's secret (docs/webhooks.md §7) ----------------------------------
+
+    async def roll_secret(
+        self, tenant_id: str, endpoint_id: str, *, secret: str | None = None
+    ) -> EventEndpoint | None:
+        """Make a new secret (``secret``, or a generated ``whsec_`` one) pending on the
+        tenant's endpoint ``endpoint_id``: until it is promoted, or until the overlap
+        (``VIZOCHOK_SECRET_OVERLAP_SECONDS``, 24 h by default) has passed, a
+        ``standard-webhooks`` endpoint gets both signatures (``webhook-signature: v1,<old>
+        v1,<new>``) and a ``vizochok`` one the current secret's only; after it, the new
+        secret signs alone.  Rolling again replaces the pending secret.
+
+        Returns the endpoint (``pending_secret`` holds the new secret, shown this once), or
+        ``None`` when the tenant has no such endpoint.  Raises :class:`InvalidConfig`
+        (field ``secret``) for an own secret the endpoint's scheme cannot use or that equals
+        the current one.
+        """
+
+        def change(endpoint: EventEndpoint) -> EventEndpoint:
+            current = in_effect(endpoint, now)
+            if secret is not None and (
+                problem := _secret_problem(endpoint.signature_scheme, secret)
+                or same_secret_problem(current, secret)
+            ):
+                raise InvalidConfig([FieldError("secret", problem)])
+            pending = generate_event_secret() if secret is None else secret
+            return roll(endpoint, pending, now=now, overlap_seconds=self._overlap)
+
+        now = self._now()
+        return await self._rewrite_secrets(
+            tenant_id,
+            endpoint_id,
+            change,
+            now,
+            "event.endpoint_secret_rolled",
+            own=secret is not None,
+        )
+
+    async def promote_secret(self, tenant_id: str, endpoint_id: str) -> EventEndpoint | None:
+        """Switch the endpoint's signing to its pending secret now (the old one stops
+        signing); ``None`` when the tenant has no such endpoint.  Raises
+        :class:`NoPendingSecret` when none is pending (none rolled, a rotate dropped it, or
+        its overlap ended and it signs already)."""
+        now = self._now()
+        return await self._rewrite_secrets(
+            tenant_id,
+            endpoint_id,
+            lambda endpoint: promote(endpoint, now=now),
+            now,
+            "event.endpoint_secret_promoted",
+        )
+
+    async def rotate_secret(
+        self, tenant_id: str, endpoint_id: str, *, secret: str | None = None
+    ) -> EventEndpoint | None:
+        """Replace the endpoint's secret at once (``secret``, or a generated ``whsec_`` one),
+        for a leaked secret: the old one stops signing with the next attempt, and a pending
+        secret is dropped.  ``None`` when the tenant has no such endpoint; raises
+        :class:`InvalidConfig` (field ``secret``) for an own secret the scheme cannot use."""
+
+        def change(endpoint: EventEndpoint) -> EventEndpoint:
+            if secret is not None and (
+                problem := _secret_problem(endpoint.signature_scheme, secret)
+            ):
+                raise InvalidConfig([FieldError("secret", problem)])
+            return replace(
+                endpoint,
+                secret=generate_event_secret() if secret is None else secret,
+                pending_secret=None,
+                pending_since=None,
+                pending_promotes_at=None,
+            )
+
+        return await self._rewrite_secrets(
+            tenant_id,
+            endpoint_id,
+            change,
+            self._now(),
+            "event.endpoint_secret_rotated",
+            own=secret is not None,
+        )
+
+    async def _rewrite_secrets(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        change: Callable[[EventEndpoint], EventEndpoint],
+        now: datetime,
+        logged_as: str,
+        **details: object,
+    ) -> EventEndpoint | None:
+        """Apply ``change`` to the endpoint's secrets and log it as ``logged_as`` (never a
+        secret: the pending one's promotion time at most)."""
+        store = self._parts()[0]
+        if _tenant_id_problem(tenant_id) is not None or not isinstance(endpoint_id, str):
+            return None  # no such tenant, so no such endpoint
+        changed = await store.rewrite_secrets(tenant_id, endpoint_id, change, now=now)
+        if changed is not None:
+            _log.info(
+                logged_as,
+                tenant_id=tenant_id,
+                endpoint_id=endpoint_id,
+                promotes_at=changed.pending_promotes_at,
+                **details,
+            )
+        return changed
 
     # -- publishing --------------------------------------------------------------------------
 

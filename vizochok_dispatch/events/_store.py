@@ -100,6 +100,9 @@ class Claim:
     endpoint_id: str = ""
     url: str = ""
     secret: str | None = field(default=None, repr=False)
+    #: A rolled secret not promoted yet, and when it signs by itself.
+    pending_secret: str | None = field(default=None, repr=False)
+    pending_promotes_at: datetime | None = None
     signature_scheme: str = "vizochok"
     timeout_seconds: float = 15.0
     enabled: bool = True
@@ -309,7 +312,57 @@ class EventStore:
             )
             return [self._endpoint(row._mapping) for row in rows]
 
+    async def rewrite_secrets(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        change: Callable[[EventEndpoint], EventEndpoint],
+        *,
+        now: datetime,
+    ) -> EventEndpoint | None:
+        """Store the secret columns ``change`` makes of the tenant's endpoint ``endpoint_id``
+        (a roll, promote or rotate), only if they did not change in between (compared as
+        stored; tried again if they did).  ``None``: the tenant has no such endpoint."""
+        for _ in range(3):
+            async with self._reading() as conn:
+                row = (
+                    await conn.execute(
+                        select(_E).where(_E.c.id == endpoint_id, _E.c.tenant_id == tenant_id)
+                    )
+                ).first()
+            if row is None:
+                return None
+            stored = row._mapping
+            wanted = change(self._endpoint(stored))
+            pending = wanted.pending_secret
+            async with self._writing() as conn:
+                result = await conn.execute(
+                    update(_E)
+                    .where(
+                        _E.c.id == endpoint_id,
+                        _E.c.secret == stored["secret"],
+                        _E.c.pending_secret.is_(None)
+                        if stored["pending_secret"] is None
+                        else _E.c.pending_secret == stored["pending_secret"],
+                    )
+                    .values(
+                        secret=self._seal(tenant_id, endpoint_id, wanted.secret),
+                        pending_secret=None
+                        if pending is None
+                        else self._seal(tenant_id, endpoint_id, pending),
+                        pending_since=wanted.pending_since,
+                        pending_promotes_at=wanted.pending_promotes_at,
+                        updated_at=now,
+                    )
+                )
+            if result.rowcount == 1:
+                return replace(wanted, updated_at=now)
+        raise StoreError(
+            f"could not save the secret of event endpoint {endpoint_id!r}: it kept changing"
+        )
+
     def _endpoint(self, row: RowMapping) -> EventEndpoint:
+        pending: str | None = row["pending_secret"]
         return EventEndpoint(
             id=row["id"],
             tenant_id=row["tenant_id"],
@@ -325,6 +378,11 @@ class EventStore:
             disabled_at=row["disabled_at"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
+            pending_secret=None
+            if pending is None
+            else self._unseal(row["tenant_id"], row["id"], pending),
+            pending_since=row["pending_since"],
+            pending_promotes_at=row["pending_promotes_at"],
         )
 
     # -- publishing --------------------------------------------------------------------------
@@ -675,6 +733,8 @@ class EventStore:
                     _V.c.body,
                     _E.c.url,
                     _E.c.secret,
+                    _E.c.pending_secret,
+                    _E.c.pending_promotes_at,
                     _E.c.signature_scheme,
                     _E.c.timeout_seconds,
                     _E.c.enabled,
@@ -686,8 +746,11 @@ class EventStore:
             )
             claims = []
             for row in rows:
+                pending: str | None = None
                 try:
                     secret: str | None = self._unseal(row.tenant_id, row.endpoint_id, row.secret)
+                    if row.pending_secret is not None:
+                        pending = self._unseal(row.tenant_id, row.endpoint_id, row.pending_secret)
                 except SecretUnreadable as exc:
                     _log.error(
                         "event.secret_unreadable",
@@ -708,6 +771,8 @@ class EventStore:
                         endpoint_id=row.endpoint_id,
                         url=row.url,
                         secret=secret,
+                        pending_secret=pending,
+                        pending_promotes_at=row.pending_promotes_at,
                         signature_scheme=row.signature_scheme,
                         timeout_seconds=float(row.timeout_seconds),
                         enabled=bool(row.enabled),

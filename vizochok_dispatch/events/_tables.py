@@ -33,7 +33,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..tenants._models import Base
+from ..tenants._models import ENCRYPTED_SECRET, Base
 
 #: Delivery states (``event_deliveries.status``).
 PENDING: Final = "pending"
@@ -78,7 +78,7 @@ class EventEndpointRow(Base):
     #: ``vizochok`` or ``standard-webhooks``.
     signature_scheme: Mapped[str] = mapped_column(String(32))
     #: Encrypted at rest like a webhook secret (``tenants._crypto``), bound to this endpoint.
-    secret: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text, info={ENCRYPTED_SECRET: True})
     timeout_seconds: Mapped[float] = mapped_column(Float)
     #: Deliveries go out one at a time, in publish order.
     ordered: Mapped[bool] = mapped_column(Boolean)
@@ -90,6 +90,13 @@ class EventEndpointRow(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
+    #: A rolled secret that does not sign alone yet (docs/webhooks.md §7, "Rolling a secret"),
+    #: encrypted like ``secret``; it signs by itself from ``pending_promotes_at``.
+    pending_secret: Mapped[str | None] = mapped_column(
+        Text, nullable=True, info={ENCRYPTED_SECRET: True}
+    )
+    pending_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    pending_promotes_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class EventRow(Base):

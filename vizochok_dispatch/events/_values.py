@@ -38,6 +38,14 @@ class EventEndpoint:
     disabled_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    #: A rolled secret not promoted yet (docs/webhooks.md §7): ``standard-webhooks``
+    #: requests carry its signature beside the current one's; it signs alone once promoted,
+    #: or by itself from ``pending_promotes_at``.
+    pending_secret: str | None = field(default=None, repr=False)
+    #: When the pending secret was rolled (UTC).
+    pending_since: datetime | None = None
+    #: When the pending secret signs by itself if nobody promotes it first (UTC).
+    pending_promotes_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

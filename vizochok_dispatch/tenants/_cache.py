@@ -28,6 +28,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -35,6 +36,7 @@ import structlog
 
 from .._exceptions import StoreError
 from ._config import UNSET, Unset, WebhookConfig
+from ._rotation import DEFAULT_SECRET_OVERLAP_SECONDS
 from ._store import ConfigStore, VersionedStore
 
 _log = structlog.get_logger("vizochok_dispatch")
@@ -266,6 +268,32 @@ class CachedConfigStore:
             timeout_seconds=timeout_seconds,
             secret=secret,
         )
+        return self._remember(tenant_id, saved)
+
+    async def roll_secret(
+        self,
+        tenant_id: str,
+        *,
+        now: datetime,
+        overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
+        secret: str | None = None,
+    ) -> WebhookConfig | None:
+        """Roll through the inner store, then serve the saved config at once.
+
+        The pending secret's own promotion time needs no refresh: the dispatcher applies
+        it to whatever config it reads (``tenants._rotation.in_effect``)."""
+        saved = await self.inner.roll_secret(
+            tenant_id, now=now, overlap_seconds=overlap_seconds, secret=secret
+        )
+        return None if saved is None else self._remember(tenant_id, saved)
+
+    async def promote_secret(self, tenant_id: str, *, now: datetime) -> WebhookConfig | None:
+        """Promote through the inner store, then serve the saved config at once."""
+        saved = await self.inner.promote_secret(tenant_id, now=now)
+        return None if saved is None else self._remember(tenant_id, saved)
+
+    def _remember(self, tenant_id: str, saved: WebhookConfig) -> WebhookConfig:
+        """Serve what a write through the cache saved, from now on."""
         self._writes[tenant_id] = self._writes.get(tenant_id, 0) + 1
         if self._ttl <= 0:
             return saved  # the cache is off: nothing is kept

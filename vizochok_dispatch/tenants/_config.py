@@ -53,10 +53,18 @@ class WebhookConfig:
     cart_url: str
     cart_get_url: str | None
     timeout_seconds: float
+    #: The secret that signs every request (docs/webhooks.md §2).
     secret: str = field(repr=False)
     #: Increases by one on every save; caches compare it.
     version: int = 1
     updated_at: datetime | None = None
+    #: A rolled secret that does not sign yet (docs/webhooks.md §7, "Rolling a secret"):
+    #: it takes over when promoted, or by itself at ``pending_promotes_at``.
+    pending_secret: str | None = field(default=None, repr=False)
+    #: When the pending secret was rolled (UTC).
+    pending_since: datetime | None = None
+    #: When the pending secret signs by itself if nobody promotes it first (UTC).
+    pending_promotes_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +141,7 @@ def merge_config(
     if (problem := _timeout_problem(new_timeout)) is not None:
         errors.append(FieldError("timeout_seconds", problem))
 
+    keeps_secret = existing is not None and secret is UNSET
     if secret is UNSET or secret is None:
         new_secret = existing.secret if (existing and secret is UNSET) else generate_secret()
     else:
@@ -155,6 +164,10 @@ def merge_config(
         secret=new_secret,
         version=(existing.version + 1) if existing else 1,
         updated_at=existing.updated_at if existing else None,
+        # a new secret replaces at once (CONTRACT §7's rotate): a rolled one is dropped
+        pending_secret=existing.pending_secret if existing and keeps_secret else None,
+        pending_since=existing.pending_since if existing and keeps_secret else None,
+        pending_promotes_at=existing.pending_promotes_at if existing and keeps_secret else None,
     )
 
 

@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final, cast
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, MetaData, String, Text, func
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: The ``Column.info`` key that marks a column holding secrets encrypted at rest
+#: (``tenants._crypto``); its table has a ``tenant_id`` column.  The key-file and keys checks
+#: of the store read every marked column of every table on :class:`Base`, so a table added by
+#: another subpackage (event endpoints) is checked without this one importing it.
+ENCRYPTED_SECRET: Final = "encrypted_secret"  # noqa: S105 - a marker's name
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,10 +49,18 @@ class WebhookConfigRow(Base):
     cart_url: Mapped[str] = mapped_column(String(2048))
     cart_get_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     timeout_seconds: Mapped[float] = mapped_column(Float)
-    secret: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text, info={ENCRYPTED_SECRET: True})
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    #: A rolled secret that does not sign yet (``tenants._rotation``), encrypted like ``secret``.
+    pending_secret: Mapped[str | None] = mapped_column(
+        Text, nullable=True, info={ENCRYPTED_SECRET: True}
+    )
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    pending_promotes_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
 
 
 class TenantRow(Base):
@@ -62,3 +87,17 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def encrypted_secret_columns() -> list[Column[str]]:
+    """Every column marked :data:`ENCRYPTED_SECRET` on :class:`Base`, in table order.
+
+    The package root imports every subpackage, so each table is on ``Base`` by the time a
+    store opens.
+    """
+    found: list[Column[str]] = []
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if column.info.get(ENCRYPTED_SECRET):
+                found.append(cast(Column[str], column))
+    return found

@@ -18,6 +18,7 @@ import re
 import socket
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -26,7 +27,7 @@ from typing import Any, Final, cast
 
 import aiosqlite
 import structlog
-from sqlalchemy import Table, event, func, insert, or_, select, update
+from sqlalchemy import Column, Table, event, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -43,7 +44,8 @@ from ._crypto import (
     key_file_kind,
     load_or_create_key_file,
 )
-from ._models import WebhookConfigRow
+from ._models import WebhookConfigRow, encrypted_secret_columns
+from ._rotation import DEFAULT_SECRET_OVERLAP_SECONDS, promoted, rolled
 
 _T = cast(Table, WebhookConfigRow.__table__)
 _log = structlog.get_logger("vizochok_dispatch")
@@ -450,33 +452,50 @@ class SqlConfigStore:
         """
         needed = await self._encrypted_key_ids()
         if needed and not await self._any_readable(box):
+            encrypted = [
+                select(column.table.c.tenant_id.label("tenant_id")).where(
+                    column.startswith("v1.", autoescape=True)
+                )
+                for column in encrypted_secret_columns()
+            ]
+            found = union_all(*encrypted).subquery()
             async with self._guard(), self.engine.connect() as conn:
                 rows = await conn.execute(
-                    select(_T.c.tenant_id)
-                    .where(_T.c.secret.startswith("v1.", autoescape=True))
-                    .order_by(_T.c.tenant_id)
+                    select(found.c.tenant_id)
+                    .distinct()
+                    .order_by(found.c.tenant_id)
                     .limit(_NAMED_TENANTS + 1)
                 )
                 tenants = [str(tenant_id) for (tenant_id,) in rows]
             raise SecretUnreadable(_wrong_keys_setting(needed, box, tenants))
 
     async def _encrypted_key_ids(self) -> list[str]:
-        """Some key ids stored secrets are encrypted with (none: no encrypted secret)."""
+        """Some key ids stored secrets are encrypted with (none: no encrypted secret).
+
+        Every column marked as holding encrypted secrets is read (``_models.ENCRYPTED_SECRET``:
+        webhook secrets, rolled ones, event endpoints' secrets), so a database holding only
+        event endpoint secrets is checked as well as one with webhook configs.
+        """
+        found: set[str] = set()
         async with self._guard(), self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(_T.c.secret).where(_T.c.secret.startswith("v1.", autoescape=True)).limit(100)
-            )
-            stored = [str(value) for (value,) in rows]
-        return sorted({value.split(".")[1] for value in stored if is_encrypted(value)})
+            for column in encrypted_secret_columns():
+                rows = await conn.execute(
+                    select(column).where(column.startswith("v1.", autoescape=True)).limit(100)
+                )
+                found.update(str(v).split(".")[1] for (v,) in rows if is_encrypted(str(v)))
+        return sorted(found)
 
     async def _any_readable(self, box: SecretBox) -> bool:
         """Whether some encrypted secret was encrypted with a key ``box`` holds."""
-        readable = or_(
-            *(_T.c.secret.startswith(f"v1.{key_id}.", autoescape=True) for key_id in box.key_ids)
-        )
         async with self._guard(), self.engine.connect() as conn:
-            row = (await conn.execute(select(_T.c.tenant_id).where(readable).limit(1))).first()
-        return row is not None
+            for column in encrypted_secret_columns():
+                readable = or_(
+                    *(column.startswith(f"v1.{key_id}.", autoescape=True) for key_id in box.key_ids)
+                )
+                query = select(literal(1)).select_from(column.table).where(readable).limit(1)
+                if (await conn.execute(query)).first() is not None:
+                    return True
+        return False
 
     def _cannot_open(self, exc: BaseException) -> StoreError:
         reason = database_error_reason(exc, self._url)
@@ -556,6 +575,8 @@ class SqlConfigStore:
                 for name, value in given.items()
                 if value is not UNSET or (name == "secret" and existing is None)
             }
+            if secret is not UNSET and existing is not None:
+                changed.update(_NO_PENDING)  # a rotate drops a rolled secret
             try:
                 saved = await (
                     self._insert(merged) if existing is None else self._update(tenant_id, changed)
@@ -565,6 +586,58 @@ class SqlConfigStore:
             if saved is not None:
                 return saved
         raise StoreError(f"could not save the config of tenant {tenant_id!r}: it kept changing")
+
+    async def roll_secret(
+        self,
+        tenant_id: str,
+        *,
+        now: datetime,
+        overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
+        secret: str | None = None,
+    ) -> WebhookConfig | None:
+        """Store a pending secret beside the current one (``tenants._rotation.rolled``);
+        ``None`` when the tenant has no config.  Raises what ``rolled`` raises."""
+        return await self._rewrite_secrets(
+            tenant_id,
+            lambda config: rolled(config, now=now, overlap_seconds=overlap_seconds, secret=secret),
+        )
+
+    async def promote_secret(self, tenant_id: str, *, now: datetime) -> WebhookConfig | None:
+        """Make the pending secret the one that signs (``tenants._rotation.promoted``);
+        ``None`` when the tenant has no config; :class:`NoPendingSecret` when none waits."""
+        return await self._rewrite_secrets(tenant_id, lambda config: promoted(config, now=now))
+
+    async def _rewrite_secrets(
+        self, tenant_id: str, change: Callable[[WebhookConfig], WebhookConfig]
+    ) -> WebhookConfig | None:
+        """Write the secret columns ``change`` makes of the stored config, only if no other
+        save came in between (compare-and-set on the version; tried again if one did)."""
+        for _ in range(3):
+            existing = await self.get_config(tenant_id)
+            if existing is None:
+                return None
+            wanted = change(existing)
+            pending = wanted.pending_secret
+            sealed = None if pending is None else self._seal(tenant_id, pending)
+            async with self._guard(), self.engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        update(_T)
+                        .where(_T.c.tenant_id == tenant_id, _T.c.version == existing.version)
+                        .values(
+                            secret=self._seal(tenant_id, wanted.secret),
+                            pending_secret=sealed,
+                            pending_since=wanted.pending_since,
+                            pending_promotes_at=wanted.pending_promotes_at,
+                            version=_T.c.version + 1,
+                            updated_at=func.now(),
+                        )
+                        .returning(_T)
+                    )
+                ).first()
+            if row is not None:
+                return self._to_config(row._mapping)
+        raise StoreError(f"could not save the secret of tenant {tenant_id!r}: it kept changing")
 
     async def versions(self) -> dict[str, int]:
         """Every tenant's config version, in one query: how caches notice other writers."""
@@ -597,23 +670,19 @@ class SqlConfigStore:
                 "VIZOCHOK_SECRET_KEYS"
             )
         async with self._guard(), self.engine.connect() as conn:
-            rows = (await conn.execute(select(_T.c.tenant_id, _T.c.secret))).all()
+            rows = (
+                await conn.execute(select(_T.c.tenant_id, _T.c.secret, _T.c.pending_secret))
+            ).all()
         reencrypted, unreadable = 0, []
-        for tenant_id, stored in rows:
-            if not box.needs_reencryption(stored):
-                continue
-            try:
-                plain = box.decrypt(tenant_id, stored)
-            except SecretUnreadable:
+        for tenant_id, stored, pending in rows:
+            # a rolled secret is kept like the current one; a tenant counts once
+            outcomes = [await self._reencrypt(box, tenant_id, _T.c.secret, stored)]
+            if pending is not None:
+                outcomes.append(await self._reencrypt(box, tenant_id, _T.c.pending_secret, pending))
+            if None in outcomes:
                 unreadable.append(tenant_id)
-                continue
-            async with self._guard(), self.engine.begin() as conn:
-                result = await conn.execute(
-                    update(_T)
-                    .where(_T.c.tenant_id == tenant_id, _T.c.secret == stored)
-                    .values(secret=box.encrypt(tenant_id, plain))
-                )
-            reencrypted += int(bool(result.rowcount))
+            else:
+                reencrypted += int(any(outcomes))
         _log.info(
             "secrets.reencrypted",
             total=len(rows),
@@ -628,6 +697,25 @@ class SqlConfigStore:
             unreadable=tuple(unreadable),
         )
 
+    async def _reencrypt(
+        self, box: SecretBox, tenant_id: str, column: Column[Any], stored: str
+    ) -> bool | None:
+        """Re-encrypt one stored secret with the first key: whether it was rewritten, or
+        ``None`` when it cannot be read.  Compare-and-set: a value changed meanwhile stays."""
+        if not box.needs_reencryption(stored):
+            return False
+        try:
+            plain = box.decrypt(tenant_id, stored)
+        except SecretUnreadable:
+            return None
+        async with self._guard(), self.engine.begin() as conn:
+            result = await conn.execute(
+                update(_T)
+                .where(_T.c.tenant_id == tenant_id, column == stored)
+                .values({column.name: box.encrypt(tenant_id, plain)})
+            )
+        return bool(result.rowcount)
+
     def _seal(self, tenant_id: str, secret: str) -> str:
         """What the ``secret`` column gets: ciphertext when this store has keys."""
         if self._box is not None:
@@ -637,17 +725,22 @@ class SqlConfigStore:
         return secret
 
     def _to_config(self, row: Any) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
-        stored: str = row["secret"]
+        pending: str | None = row["pending_secret"]
+        return _to_config(
+            row,
+            self._unseal(row["tenant_id"], row["secret"]),
+            None if pending is None else self._unseal(row["tenant_id"], pending),
+        )
+
+    def _unseal(self, tenant_id: str, stored: str) -> str:
         if self._box is not None:
-            secret = self._box.decrypt(row["tenant_id"], stored)
-        elif is_encrypted(stored):
+            return self._box.decrypt(tenant_id, stored)
+        if is_encrypted(stored):
             raise SecretUnreadable(
-                f"the webhook secret of tenant {row['tenant_id']!r} is encrypted, and this "
+                f"the webhook secret of tenant {tenant_id!r} is encrypted, and this "
                 "store has no keys: set VIZOCHOK_SECRET_KEYS"
             )
-        else:
-            secret = stored
-        return _to_config(row, secret)
+        return stored
 
     async def _insert(self, config: WebhookConfig) -> WebhookConfig:
         async with self._guard(IntegrityError), self.engine.begin() as conn:
@@ -713,10 +806,17 @@ class _StoreErrors:
 _DATABASE_ERRORS: Final = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
-def _to_config(row: Any, secret: str) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
-    updated = row["updated_at"]
-    if isinstance(updated, datetime) and updated.tzinfo is None:
-        updated = updated.replace(tzinfo=UTC)  # SQLite keeps no zone; we write UTC
+#: The columns a rotate clears: a new secret replaces at once and drops a rolled one.
+_NO_PENDING: Final = {"pending_secret": None, "pending_since": None, "pending_promotes_at": None}
+
+
+def _utc(value: Any) -> Any:  # noqa: ANN401 - what the driver returns
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite keeps no zone; we write UTC
+    return value
+
+
+def _to_config(row: Any, secret: str, pending: str | None) -> WebhookConfig:  # noqa: ANN401 - a SQLAlchemy row mapping
     return WebhookConfig(
         tenant_id=row["tenant_id"],
         products_url=row["products_url"],
@@ -725,20 +825,25 @@ def _to_config(row: Any, secret: str) -> WebhookConfig:  # noqa: ANN401 - a SQLA
         timeout_seconds=float(row["timeout_seconds"]),
         secret=secret,
         version=int(row["version"]),
-        updated_at=updated,
+        updated_at=_utc(row["updated_at"]),
+        pending_secret=pending,
+        pending_since=_utc(row["pending_since"]),
+        pending_promotes_at=_utc(row["pending_promotes_at"]),
     )
 
 
 _LOST_KEY_ADVICE = (
-    "No new key was made: it would leave every stored webhook secret unreadable. If the key "
-    "is lost for good, so are those secrets: delete the rows of webhook_configs and have each "
-    "tenant save its webhooks again (tenants and API keys are kept)."
+    "No new key was made: it would leave every stored secret unreadable. If the key is lost "
+    "for good, so are those secrets: delete the rows of webhook_configs and event_endpoints "
+    "and have each tenant save its webhooks and endpoints again (tenants and API keys are "
+    "kept)."
 )
 
 
 def _missing_key_file(database: Path, key_file: Path, key_ids: list[str]) -> str:
     return (
-        f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, and "
+        f"the webhook and event endpoint secrets stored in {database} are encrypted with key "
+        f"{', '.join(key_ids)}, and "
         f"its key file {key_file} is missing. Restore {key_file.name} from the backup of the "
         f"database (they belong together), or set {KEYS_SETTING} to that key's line "
         f"(key_id:base64key). {_LOST_KEY_ADVICE}"
@@ -748,7 +853,8 @@ def _missing_key_file(database: Path, key_file: Path, key_ids: list[str]) -> str
 def _not_a_key_file(database: Path, key_file: Path, kind: str, key_ids: list[str]) -> str:
     if key_ids:
         return (
-            f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, "
+            f"the webhook and event endpoint secrets stored in {database} are encrypted with "
+            f"key {', '.join(key_ids)}, "
             f"and where its key file belongs, {key_file} is {kind}, not a key file. Move it "
             f"away and restore {key_file.name} from the database's backup, or set "
             f"{KEYS_SETTING} to that key's line (key_id:base64key). {_LOST_KEY_ADVICE}"
@@ -761,7 +867,8 @@ def _not_a_key_file(database: Path, key_file: Path, kind: str, key_ids: list[str
 
 def _wrong_key_file(database: Path, key_file: Path, key_ids: list[str], box: SecretBox) -> str:
     return (
-        f"the webhook secrets in {database} are encrypted with key {', '.join(key_ids)}, and "
+        f"the webhook and event endpoint secrets stored in {database} are encrypted with key "
+        f"{', '.join(key_ids)}, and "
         f"the key file {key_file} holds only {', '.join(box.key_ids)}. Restore the key file "
         f"that belongs with this database, or set {KEYS_SETTING} to its key's line "
         f"(key_id:base64key). {_LOST_KEY_ADVICE}"
@@ -775,7 +882,8 @@ _NAMED_TENANTS = 5
 def _wrong_keys_setting(key_ids: list[str], box: SecretBox, tenants: list[str]) -> str:
     named = ", ".join(tenants[:_NAMED_TENANTS]) + (", ..." if len(tenants) > _NAMED_TENANTS else "")
     return (
-        f"the webhook secrets in the config store (tenants {named}) are encrypted with key "
+        f"the webhook and event endpoint secrets stored in the config store (tenants {named}) "
+        f"are encrypted with key "
         f"{', '.join(key_ids)}, "
         f"and {KEYS_SETTING} holds only {', '.join(box.key_ids)}. Add that key's line "
         f"(key_id:base64key) to {KEYS_SETTING}: the first key encrypts, every key decrypts. "

@@ -7,11 +7,13 @@ input and a refused save changes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from ._config import UNSET, ConfigRules, Unset, WebhookConfig, merge_config
+from ._rotation import DEFAULT_SECRET_OVERLAP_SECONDS, promoted, rolled
 
 
 @runtime_checkable
@@ -37,7 +39,24 @@ class ConfigStore(Protocol):
         timeout_seconds: float | Unset = UNSET,
         secret: str | Unset | None = UNSET,
     ) -> WebhookConfig:
-        """Create or partially update; ``secret=None`` generates a new secret (rotation)."""
+        """Create or partially update; ``secret=None`` generates a new secret (rotation).
+        A new secret replaces the current one at once and drops a pending one."""
+
+    async def roll_secret(
+        self,
+        tenant_id: str,
+        *,
+        now: datetime,
+        overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
+        secret: str | None = None,
+    ) -> WebhookConfig | None:
+        """Store a pending secret (``secret``, or a generated one) beside the current one,
+        which keeps signing until the pending one is promoted or ``overlap_seconds`` after
+        ``now`` (``tenants._rotation``); ``None`` when the tenant has no config."""
+
+    async def promote_secret(self, tenant_id: str, *, now: datetime) -> WebhookConfig | None:
+        """Make the pending secret the one that signs; ``None`` when the tenant has no config,
+        :class:`~vizochok_dispatch.NoPendingSecret` when no secret is pending."""
 
     async def delete_config(self, tenant_id: str) -> bool:
         """Remove the tenant's config; ``True`` when there was one."""
@@ -96,6 +115,35 @@ class InMemoryConfigStore:
                 rules=self._rules,
             )
             saved = replace(merged, updated_at=datetime.now(UTC))
+            self._configs[tenant_id] = saved
+            return saved
+
+    async def roll_secret(
+        self,
+        tenant_id: str,
+        *,
+        now: datetime,
+        overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
+        secret: str | None = None,
+    ) -> WebhookConfig | None:
+        """See :meth:`ConfigStore.roll_secret`."""
+        return await self._rewrite(
+            tenant_id,
+            lambda config: rolled(config, now=now, overlap_seconds=overlap_seconds, secret=secret),
+        )
+
+    async def promote_secret(self, tenant_id: str, *, now: datetime) -> WebhookConfig | None:
+        """See :meth:`ConfigStore.promote_secret`."""
+        return await self._rewrite(tenant_id, lambda config: promoted(config, now=now))
+
+    async def _rewrite(
+        self, tenant_id: str, change: Callable[[WebhookConfig], WebhookConfig]
+    ) -> WebhookConfig | None:
+        async with self._lock:
+            existing = self._configs.get(tenant_id)
+            if existing is None:
+                return None
+            saved = replace(change(existing), updated_at=datetime.now(UTC))
             self._configs[tenant_id] = saved
             return saved
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Hashable, Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -25,6 +26,7 @@ from ..http._wire import Sender, httpx_sender
 from ..observe import INTERNAL, CacheStats, Metrics, Tracing, WebhookSeries, end_call
 from ..tenants._cache import CachedConfigStore
 from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
+from ..tenants._rotation import in_effect
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
 from . import _cart, _products
@@ -171,6 +173,7 @@ class Dispatcher:
             poll_seconds=self.settings.event_poll_seconds,
             metrics=metrics,
             tracing=self._tracing,
+            secret_overlap_seconds=self.settings.secret_overlap_seconds,
         )
         if metrics is not None:
             cache = self.store
@@ -406,6 +409,40 @@ class Dispatcher:
             deadline=deadline,
         )
 
+    # -- rolling the secret (docs/webhooks.md §7) -------------------------------------------
+
+    def now(self) -> datetime:
+        """The dispatcher's wall clock as an aware UTC ``datetime`` (what signs requests and
+        decides when a rolled secret's overlap ends)."""
+        return datetime.fromtimestamp(self._clock.wall(), UTC)
+
+    async def roll_secret(
+        self, tenant_id: str, *, secret: str | None = None
+    ) -> WebhookConfig | None:
+        """Make a new secret (``secret``, or a generated ``whsec_`` one) pending: the current
+        one keeps signing until :meth:`promote_secret`, or until ``secret_overlap_seconds``
+        (24 h by default) have passed, when the new one signs by itself.  Rolling again
+        replaces the pending secret.  Returns the saved config (``pending_secret`` holds the
+        new secret), or ``None`` when the tenant has no config.
+
+        Raises :class:`InvalidConfig` (field ``secret``) for an own secret that breaks
+        docs/webhooks.md §1 or equals the current one; :class:`StoreError` when the store
+        fails.
+        """
+        return await self.store.roll_secret(
+            tenant_id,
+            now=self.now(),
+            overlap_seconds=self.settings.secret_overlap_seconds,
+            secret=secret,
+        )
+
+    async def promote_secret(self, tenant_id: str) -> WebhookConfig | None:
+        """Switch signing to the pending secret now (the old one stops signing); the saved
+        config, or ``None`` when the tenant has no config.  Raises :class:`NoPendingSecret`
+        when no secret is pending (none rolled, a rotate dropped it, or its overlap ended and
+        it signs already)."""
+        return await self.store.promote_secret(tenant_id, now=self.now())
+
     # -- health ------------------------------------------------------------------------------
 
     def circuit_states(self, tenant_id: str, config: WebhookConfig | None = None) -> dict[str, str]:
@@ -562,6 +599,9 @@ class Dispatcher:
                     log, tenant_id, webhook, on_failure, TIMEOUT, delivery=None
                 ), None
             config = await self._config_for(tenant_id, deadline_at)
+            if config is not None:
+                # a rolled secret whose overlap ended signs now, whatever the cache holds
+                config = in_effect(config, self.now())
             method, url, body = target(config) if config is not None else ("", None, b"")
             if config is None or url is None:
                 return self._failed(

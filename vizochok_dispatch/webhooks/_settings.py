@@ -18,6 +18,11 @@ from ..http._destinations import DestinationPolicy, parse_networks
 from ..tenants._cache import DEFAULT_STALE_IF_ERROR_SECONDS
 from ..tenants._config import ConfigRules
 from ..tenants._crypto import KEYS_SETTING, SecretBox
+from ..tenants._rotation import (
+    DEFAULT_SECRET_OVERLAP_SECONDS,
+    MAX_SECRET_OVERLAP_SECONDS,
+    MIN_SECRET_OVERLAP_SECONDS,
+)
 from ..tenants._sql_store import (
     DEFAULT_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_STATEMENT_TIMEOUT_SECONDS,
@@ -84,6 +89,14 @@ class DispatchSettings(BaseSettings):
     #: RFC 5861); older, the call fails with ``store_error``. 0: never served stale.
     config_stale_if_error_seconds: float = Field(
         default=DEFAULT_STALE_IF_ERROR_SECONDS, ge=0, le=86_400
+    )
+    #: Seconds a rolled secret (``…/secret/roll``) waits to be promoted before it signs by
+    #: itself: the overlap during which the old secret still signs (docs/webhooks.md §7).
+    #: Fixed per secret when it is rolled; 1 s to 30 days, 24 h by default.
+    secret_overlap_seconds: float = Field(
+        default=DEFAULT_SECRET_OVERLAP_SECONDS,
+        ge=MIN_SECRET_OVERLAP_SECONDS,
+        le=MAX_SECRET_OVERLAP_SECONDS,
     )
     #: Seconds a (checked) DNS answer is reused; 0 resolves and checks on every connection.
     dns_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
