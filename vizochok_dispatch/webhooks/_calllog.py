@@ -102,14 +102,16 @@ class CallLog:
         self._clock = clock
         #: Whether calls are logged at all (a SQL store, and the setting on).
         self.enabled = enabled and store is not None
-        self._rate = sample_rate
+        #: The share of successes kept, and the draw that decides (the dispatcher checks
+        #: ``rand() < sample_rate`` inline: the one cost a successful call pays).
+        self.sample_rate = sample_rate
         self._max = queue_size
         self._batch = batch_size
         self._flush_seconds = flush_seconds
         self._max_age = max_age_seconds
         self._max_per_tenant = max_per_tenant
         self._purge_seconds = purge_seconds
-        self._rand = rand
+        self.rand = rand
         self._queue: deque[_Entry] = deque()
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
@@ -145,10 +147,6 @@ class CallLog:
     ) -> None:
         """Queue a failed call (never blocks; a full queue drops and counts it)."""
         self._put(_Entry(self._clock.wall(), tenant_id, webhook, detail, delivery, problems))
-
-    def sampled(self) -> bool:
-        """Whether this successful call is in the sample."""
-        return self._rand() < self._rate
 
     def succeeded(
         self, tenant_id: str, webhook: str, delivery: Delivery, problems: tuple[str, ...]

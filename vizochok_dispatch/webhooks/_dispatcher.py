@@ -666,7 +666,12 @@ class Dispatcher:
             return self._failed(
                 log, tenant_id, webhook, on_failure, INTERNAL_ERROR, delivery=delivery
             ), delivery
-        self._settled(log, tenant_id, webhook, result, delivery)
+        failure = _failure_of(result)
+        problems: tuple[str, ...] = getattr(result, "problems", ())
+        if failure is not None or problems:
+            self._settled(log, tenant_id, webhook, delivery, failure=failure, problems=problems)
+        elif (calls := self._calls) is not None and calls.rand() < calls.sample_rate:
+            calls.succeeded(tenant_id, webhook, delivery, ())
         return result, delivery
 
     def _settled(
@@ -674,12 +679,12 @@ class Dispatcher:
         log: structlog.typing.FilteringBoundLogger,
         tenant_id: str,
         webhook: Webhook,
-        result: object,
         delivery: Delivery,
+        *,
+        failure: str | None,
+        problems: tuple[str, ...],
     ) -> None:
-        """A delivered call's log lines and call log entry (failed, with problems, sampled)."""
-        failure = _failure_of(result)
-        problems: tuple[str, ...] = getattr(result, "problems", ())
+        """A delivered call's failure or reply problems: log lines and call log entry."""
         if failure is not None:
             log.warning(
                 "webhook.failure",
@@ -690,17 +695,15 @@ class Dispatcher:
             )
             if self._calls is not None:
                 self._calls.failed(tenant_id, webhook, failure, delivery, problems)
-        elif problems:
-            log.warning(
-                "webhook.reply_problems",
-                delivery_id=delivery.delivery_id,
-                problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
-                count=len(problems),
-            )
-            if self._calls is not None:
-                self._calls.succeeded(tenant_id, webhook, delivery, problems)
-        elif (calls := self._calls) is not None and calls.sampled():
-            calls.succeeded(tenant_id, webhook, delivery, problems)
+            return
+        log.warning(
+            "webhook.reply_problems",
+            delivery_id=delivery.delivery_id,
+            problems=list(problems[:_MAX_LOGGED_PROBLEMS]),
+            count=len(problems),
+        )
+        if self._calls is not None:
+            self._calls.succeeded(tenant_id, webhook, delivery, problems)
 
     def _failed(
         self,
