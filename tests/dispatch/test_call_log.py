@@ -184,13 +184,16 @@ async def test_the_setting_turns_the_log_off(make: Make, router: respx.Router) -
 async def test_a_full_queue_drops_and_counts_without_blocking(
     make: Make, router: respx.Router
 ) -> None:
-    """Call log: beyond the queue's size entries are dropped and counted; calls go on."""
+    """Call log: beyond the queue's size entries are dropped and counted (also in the
+    metric); calls go on."""
     dispatcher = await make(call_log_queue_size=3, call_log_batch_size=100)
     router.post(PRODUCTS_URL).mock(return_value=httpx.Response(400))
     for _ in range(5):
         assert await products(dispatcher) is not None
     assert dispatcher.call_log.queued == 3
     assert dispatcher.call_log.dropped_queue_full == 2
+    assert dispatcher.metrics is not None
+    assert dispatcher.metrics.registry.get_sample_value("vizochok_call_log_dropped_total") == 2
     await dispatcher.call_log.flush()
     assert len((await dispatcher.call_log.calls("t1")).items) == 3
     assert (dispatcher.call_log.written, dispatcher.call_log.dropped) == (3, 2)

@@ -100,3 +100,6 @@ async def test_a_hung_store_drops_entries_and_never_delays_a_call(
     assert log.written == 1
     assert log.dropped_store_error + log.queued == CALLS
     assert log.dropped_store_error >= 1
+    assert dispatcher.metrics is not None
+    dropped = dispatcher.metrics.registry.get_sample_value("vizochok_call_log_dropped_total")
+    assert dropped == log.dropped_store_error

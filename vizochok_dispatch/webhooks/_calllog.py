@@ -80,7 +80,7 @@ class CallLog:
     ``store`` is ``None`` on a store that is not SQL: nothing is kept and reading raises
     :class:`InvalidCall`.  ``enabled=False`` (``VIZOCHOK_CALL_LOG=off``) keeps nothing new;
     what was kept can still be read.  ``rand`` draws the sample, ``clock`` stamps entries and
-    times purges.
+    times purges; ``on_dropped(n)`` hears of every drop (``vizochok_call_log_dropped_total``).
     """
 
     def __init__(
@@ -97,8 +97,11 @@ class CallLog:
         max_per_tenant: int = 10_000,
         purge_seconds: float = 60.0,
         rand: RandomSource = random.random,
+        on_dropped: Callable[[int], object] | None = None,
     ) -> None:
         self._store = store
+        #: Told how many entries were dropped, as they are (the dispatcher's metric).
+        self._on_dropped = on_dropped
         self._clock = clock
         #: Whether calls are logged at all (a SQL store, and the setting on).
         self.enabled = enabled and store is not None
@@ -158,6 +161,8 @@ class CallLog:
         queue = self._queue
         if len(queue) >= self._max:
             self.dropped_queue_full += 1
+            if self._on_dropped is not None:
+                self._on_dropped(1)
             return
         queue.append(entry)
         if len(queue) >= self._batch:
@@ -214,8 +219,11 @@ class CallLog:
                     rest = min(pending, len(self._queue))
                     for _ in range(rest):
                         self._queue.popleft()
-                    self.dropped_store_error += len(batch) + rest
-                    _log.warning("call_log.store_error", error=str(exc), dropped=len(batch) + rest)
+                    lost = len(batch) + rest
+                    self.dropped_store_error += lost
+                    if self._on_dropped is not None:
+                        self._on_dropped(lost)
+                    _log.warning("call_log.store_error", error=str(exc), dropped=lost)
                     return
                 self.written += len(batch)
                 self._touched.update(entry.tenant_id for entry in batch)

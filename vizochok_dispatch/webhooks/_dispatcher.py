@@ -147,6 +147,7 @@ class Dispatcher:
             max_per_tenant=settings.call_log_max_per_tenant,
             purge_seconds=settings.call_log_purge_seconds,
             **({} if call_log_random is None else {"rand": call_log_random}),
+            on_dropped=None if metrics is None else metrics.call_log_dropped.inc,
         )
         #: The hot path's one check: ``None`` when nothing is logged.
         self._calls: CallLog | None = self._call_log if self._call_log.enabled else None
