@@ -27,10 +27,10 @@ import httpx
 import structlog
 
 from bench.nginx import Nginx
+from bench.results import write_section
 from vizochok_dispatch import Dispatcher
 
 BODY = b'{"skus":["milk-001"],"store_id":"store-1"}'
-RESULTS = Path(__file__).with_name("RESULTS.md")
 CONCURRENCY = (1, 16, 64, 256)
 #: nginx listens on 127.0.0.1: plain HTTP, and loopback on the SSRF guard's allow-list.
 LOOPBACK = {"allow_http": True, "allowed_networks": "127.0.0.0/8,::1/128"}
@@ -66,6 +66,7 @@ async def load(
     """Run ``concurrency`` workers calling ``call`` back to back for ``seconds``."""
     latencies: list[float] = []
     errors = 0
+    gc.collect()  # before the clock starts: a slow collection must not eat the cell
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
@@ -76,7 +77,6 @@ async def load(
             latencies.append(time.perf_counter() - started)
             errors += not ok
 
-    gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, errors, time.perf_counter() - wall0, time.process_time() - cpu0
@@ -273,8 +273,6 @@ def write_results(
         platform.processor(),
     )
     out = [
-        "# Benchmark results",
-        "",
         f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         f"Machine: {os.cpu_count()} CPUs ({cpu_model}), Linux {platform.release()}, "
         f"Python {platform.python_version()}; aiohttp {version('aiohttp')}, httpx {version('httpx')}, "
@@ -342,16 +340,25 @@ def write_results(
             f"{ten['p99_all_tenants_ms']:.1f} ms; all on one tenant: {ten['rps_one_tenant']:,.0f}/s, "
             f"p99 {ten['p99_one_tenant_ms']:.1f} ms (concurrency 64).",
         ]
-    RESULTS.write_text("\n".join(out) + "\n")
-    print(f"wrote {RESULTS}")
+    write_section("sync", "\n".join(out))
+    print("wrote the synchronous section of bench/RESULTS.md")
 
 
 def main() -> int:
+    # bench.events reuses this module's helpers: imported here, once this module is whole
+    from bench import events  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
     parser.add_argument("--memory-calls", type=int, default=200_000)
     parser.add_argument("--tenants", type=int, default=10_000)
-    parser.add_argument("--only", default="core,memory,tenants")
+    parser.add_argument(
+        "--only",
+        default="core,memory,tenants,events",
+        help="rows to run: core, memory, tenants (the synchronous table); events (all of "
+        "publish, latency and memory below), events-publish, events-latency, events-memory",
+    )
+    events.add_arguments(parser)
     args = parser.parse_args()
     # Production logs these events through the host's structlog setup; the benchmark keeps
     # warnings only, so it measures the dispatcher rather than a console renderer, and caches
@@ -362,6 +369,7 @@ def main() -> int:
     )
     os.sched_setaffinity(0, {0})
     sections = set(args.only.split(","))
+    sync = sections & {"core", "memory", "tenants"}
     with Nginx(cpu=1) as nginx, tempfile.TemporaryDirectory() as tmp:
         db_dir = Path(tmp)
         rows = asyncio.run(core(nginx, args.seconds, db_dir)) if "core" in sections else []
@@ -371,5 +379,7 @@ def main() -> int:
             if "tenants" in sections
             else None
         )
-    write_results(rows, mem, ten, args)
+        if sync:
+            write_results(rows, mem, ten, args)
+        events.run(nginx, args, db_dir, sections)
     return 0
