@@ -57,6 +57,7 @@ class Observed:
 async def observed(
     tmp_path: Path,
     *,
+    database_url: str | None = None,
     own_metrics: Metrics | None = None,
     own_tracing: Tracing | None = None,
     **settings: object,
@@ -64,7 +65,7 @@ async def observed(
     """The tenant on 127.0.0.1, a dispatcher (fake sleep: a retry waits no real second) and
     the admin app, all stopped at the end."""
     options = admin_settings_for(
-        f"sqlite+aiosqlite:///{tmp_path / 'observe.db'}",
+        database_url or f"sqlite+aiosqlite:///{tmp_path / 'observe.db'}",
         allow_http=True,
         allowed_networks=LOOPBACK_NETWORKS,
         **settings,

@@ -81,6 +81,11 @@ async def test_a_scrape_shows_calls_by_webhook_outcome_and_detail(tmp_path: Path
         "vizochok_event_endpoints_disabled",
     ):
         assert (gauge, ()) in found
+    # the call log: the four failures queued or written, none dropped
+    logged = value(found, "vizochok_call_log_written_total") + value(
+        found, "vizochok_call_log_queued"
+    )
+    assert logged >= 4
     assert ("vizochok_call_log_dropped_total", ()) in found
     assert all("tenant" not in dict(labels) for _, labels in found), "off by default"
     assert "t-ok" not in text

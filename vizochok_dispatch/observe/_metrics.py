@@ -97,6 +97,15 @@ class CacheStats:
 
 
 @dataclass(frozen=True, slots=True)
+class CallLogStats:
+    """What the synchronous call log reports at scrape time."""
+
+    written: int
+    #: Waiting to be written.
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
 class Backlog:
     """Event deliveries waiting, read from the database at scrape time."""
 
@@ -270,7 +279,7 @@ class Metrics:
             "Scrape-time reads (the event backlog) that failed or took too long.",
             registry=r,
         )
-        #: For the synchronous call log: entries dropped (queue full, store down).
+        #: The call log counts every entry it drops here (a full queue, a failed write).
         self.call_log_dropped = Counter(
             "vizochok_call_log_dropped",
             "Call log entries dropped instead of written (a full queue or a failed write).",
@@ -279,6 +288,7 @@ class Metrics:
         self._series: dict[object, WebhookSeries] = {}
         self._circuits: Callable[[], Iterable[tuple[str, str, str]]] | None = None
         self._cache: Callable[[], CacheStats] | None = None
+        self._call_log: Callable[[], CallLogStats] | None = None
         self._backlog: Callable[[], Awaitable[Backlog]] | None = None
         self._backlog_at: float | None = None
         self._backlog_lock = asyncio.Lock()
@@ -322,6 +332,11 @@ class Metrics:
     def watch_config_cache(self, stats: Callable[[], CacheStats]) -> None:
         """Read the config cache's counts at scrape time."""
         self._cache = stats
+
+    def watch_call_log(self, stats: Callable[[], CallLogStats]) -> None:
+        """Read the call log's written and queued counts at scrape time (drops are pushed
+        to :attr:`call_log_dropped` as they happen)."""
+        self._call_log = stats
 
     def watch_event_backlog(self, backlog: Callable[[], Awaitable[Backlog]]) -> None:
         """Read the event backlog from the database in :meth:`refresh`."""
@@ -385,6 +400,19 @@ class _ScrapeTime(Collector):
                 "Seconds since the store last confirmed the least recently confirmed cached "
                 "config (the cross-process staleness bound at work).",
                 value=stats.refresh_lag_seconds,
+            )
+
+        if metrics._call_log is not None:
+            log = metrics._call_log()
+            yield CounterMetricFamily(
+                "vizochok_call_log_written",
+                "Call log entries written to the store.",
+                value=log.written,
+            )
+            yield GaugeMetricFamily(
+                "vizochok_call_log_queued",
+                "Call log entries waiting to be written.",
+                value=log.queued,
             )
 
     @staticmethod

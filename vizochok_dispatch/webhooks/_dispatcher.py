@@ -23,7 +23,7 @@ from ..contract._text import SESSION_ID, STORE_ID, checked_text
 from ..events._service import EventService
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
-from ..observe import INTERNAL, CacheStats, Metrics, Tracing, WebhookSeries, end_call
+from ..observe import INTERNAL, CacheStats, CallLogStats, Metrics, Tracing, WebhookSeries, end_call
 from ..tenants._cache import CachedConfigStore
 from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
 from ..tenants._rotation import in_effect
@@ -184,6 +184,8 @@ class Dispatcher:
             )
             if self._events.available:
                 metrics.watch_event_backlog(self._events.backlog)
+            if (calls := self._calls) is not None:
+                metrics.watch_call_log(lambda: CallLogStats(calls.written, calls.queued))
 
     @classmethod
     def from_database_url(cls, url: str | None = None, /, **overrides: Any) -> Self:  # noqa: ANN401 - settings fields
@@ -617,8 +619,7 @@ class Dispatcher:
             key = (tenant_id, webhook, _configured_url(config, webhook) or url)
             generation = _generation(config)
             if not self._bulkhead.try_enter(tenant_id):
-                if series is not None:
-                    series.bulkhead_rejections.inc()
+                _count_rejection(series)
                 return self._failed(
                     log, tenant_id, webhook, on_failure, BULKHEAD_FULL, delivery=None
                 ), None
@@ -762,6 +763,11 @@ def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitSta
         state=str(after),
         previous=str(before),
     )
+
+
+def _count_rejection(series: WebhookSeries | None) -> None:
+    if series is not None:
+        series.bulkhead_rejections.inc()
 
 
 def _failure_of(result: object) -> str | None:
