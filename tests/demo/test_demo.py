@@ -36,6 +36,8 @@ KEY_LINES = [
     "== 7. Test-fire through the admin API",
     "POST /api/v1/admin/webhooks/test as sloppy-market -> HTTP 200",
     "problem: milk-002: price is a string, not a number",
+    "== The call log: each tenant reads its own failed calls",
+    "products timeout: timeout after 1",
     "no API key appears anywhere in this transcript",
     "== 8. Event webhooks: fresh-market subscribes to order.*",
     "publish chat.session.created -> 0 deliveries",

@@ -45,6 +45,7 @@ PRODUCTS, CART, CART_ITEMS = (
 HUNG_TIMEOUT_SECONDS = 1.0
 WEBHOOKS_API = "/api/v1/admin/webhooks"
 TEST_FIRE_API = "/api/v1/admin/webhooks/test"
+CALLS_API = "/api/v1/admin/webhooks/calls"
 
 
 def _loopback_overrides() -> dict[str, str]:
@@ -148,6 +149,7 @@ class _Demo:
         await _retry(self.t, self.dispatcher, self.backends)
         await _hung(self.t, self.dispatcher)
         await self.test_fire()
+        await self.call_log()
 
     async def setup(self, database_url: str) -> None:
         t = self.t
@@ -252,6 +254,44 @@ class _Demo:
         t.check(
             [o["sku"] for o in sloppy["result"]["available"]] == ["milk-001"],
             "a broken entry costs only its own SKU (docs/webhooks.md §4)",
+        )
+
+    async def call_log(self) -> None:
+        t = self.t
+        t.heading("The call log: each tenant reads its own failed calls (and sampled ones)")
+        await self.dispatcher.call_log.flush()  # the log is written in the background
+        pages = {}
+        for tenant in (HUNG, SLOPPY):
+            response = await self.admin.get(CALLS_API, headers=self.auth(tenant))
+            pages[tenant] = calls = response.json()["calls"]
+            t.say(
+                f"GET {CALLS_API} as {tenant} -> HTTP {response.status_code}, {len(calls)} call(s)"
+            )
+            for call in calls:
+                attempts = (
+                    ", ".join(
+                        f"{a['status'] or a['detail']} after {a['latency_ms']:.0f} ms"
+                        for a in call["attempts"]
+                    )
+                    or "nothing sent"
+                )
+                t.say(
+                    f"  {call['webhook']} {call['detail'] or call['outcome']}: {attempts}; "
+                    f"{len(call['problems'])} problem line(s)"
+                )
+        hung = pages[HUNG]
+        t.check(
+            [len(c["attempts"]) for c in hung if c["detail"] == "timeout"] == [1],
+            "the hung tenant sees its timeout, with its one attempt",
+        )
+        problems = [line for call in pages[SLOPPY] for line in call["problems"]]
+        t.check(
+            "milk-002: price is a string, not a number" in problems,
+            "the sloppy tenant sees the problem lines of its replies",
+        )
+        t.check(
+            {c["delivery_id"] for c in hung}.isdisjoint(c["delivery_id"] for c in pages[SLOPPY]),
+            "neither tenant sees the other's calls",
         )
 
 
