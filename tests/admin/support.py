@@ -29,6 +29,8 @@ PUBLIC_ADDRESS = "93.184.216.34"
 
 WEBHOOKS = "/api/v1/admin/webhooks"
 ROTATE = "/api/v1/admin/webhooks/secret/rotate"
+ROLL = "/api/v1/admin/webhooks/secret/roll"
+PROMOTE = "/api/v1/admin/webhooks/secret/promote"
 TEST_FIRE = "/api/v1/admin/webhooks/test"
 CALLS = "/api/v1/admin/webhooks/calls"
 

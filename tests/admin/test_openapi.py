@@ -15,7 +15,7 @@ from vizochok_dispatch.tenants._config import (
     MIN_TIMEOUT_SECONDS,
 )
 
-from .support import CALLS, ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
+from .support import CALLS, PROMOTE, ROLL, ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 #: What each operation can answer besides 200 (README "Errors"), and nothing else.
@@ -23,6 +23,8 @@ STATUSES = {
     ("get", WEBHOOKS): {401, 409, 413, 500, 503},
     ("patch", WEBHOOKS): {401, 413, 415, 422, 500, 503},
     ("post", ROTATE): {401, 409, 413, 415, 422, 500, 503},
+    ("post", ROLL): {401, 409, 413, 415, 422, 500, 503},
+    ("post", PROMOTE): {401, 409, 413, 500, 503},
     ("post", TEST_FIRE): {401, 409, 413, 415, 422, 429, 500, 503},
     ("get", CALLS): {401, 413, 422, 500, 503},
 }
@@ -30,6 +32,7 @@ STATUSES = {
 BODIES = {
     "WebhookConfigUpdate": ("PATCH", WEBHOOKS),
     "SecretRotateRequest": ("POST", ROTATE),
+    "SecretRollRequest": ("POST", ROLL),
     "WebhookTestRequest": ("POST", TEST_FIRE),
 }
 

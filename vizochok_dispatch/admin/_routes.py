@@ -10,8 +10,9 @@ import structlog
 from fastapi import APIRouter, Request
 from pydantic import TypeAdapter
 
-from .._exceptions import FieldError, InvalidConfig, StoreError
+from .._exceptions import FieldError, InvalidConfig, NoPendingSecret, StoreError
 from ..tenants._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
+from ..tenants._rotation import in_effect
 from ..webhooks._testfire import run_test_fire
 from ._deps import (
     AdminContext,
@@ -24,6 +25,7 @@ from ._deps import (
 from ._errors import ApiError, invalid, not_configured
 from ._schemas import (
     ErrorResponse,
+    SecretRollRequest,
     SecretRotateRequest,
     WebhookConfigPublic,
     WebhookConfigUpdate,
@@ -37,11 +39,16 @@ _URL_FIELDS: Final = ("products_url", "cart_url", "cart_get_url")
 _UPDATE_FIELDS: Final = frozenset(WebhookConfigUpdate.model_fields)
 _REPORT: Final = TypeAdapter[WebhookTestReport](WebhookTestReport)
 _NOT_CONFIGURED_TEXT: Final = "no webhooks are configured yet: PATCH /api/v1/admin/webhooks first"
+_NO_PENDING_TEXT: Final = (
+    "no secret is pending: roll one first (POST …/secret/roll); a rotate drops a pending "
+    "secret, and one whose overlap ended signs already"
+)
 
 #: Every error status, in the one error shape; each operation lists the ones it can answer.
 _ERROR_TEXT: Final = {
     401: "missing, malformed, unknown or revoked key (checked before the body is read)",
-    409: "no saved configuration yet, or (test-fire) the webhook has no URL",
+    409: "no saved configuration yet, (test-fire) the webhook has no URL, or (promote) no "
+    "secret is pending",
     413: "request body over VIZOCHOK_ADMIN_MAX_BODY_BYTES (16 KiB by default)",
     415: "a body that is not application/json",
     422: "invalid fields, every one listed in error.fields; nothing was saved",
@@ -76,7 +83,12 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter(prefix="/api/v1/admin", tags=["webhooks"], route_class=AuthenticatedRoute)
 
 
-def _public(config: WebhookConfig, context: AdminContext, *, reveal: bool) -> WebhookConfigPublic:
+def _public(
+    config: WebhookConfig, context: AdminContext, *, reveal: bool, reveal_pending: bool = False
+) -> WebhookConfigPublic:
+    # as it signs now: a rolled secret whose overlap ended shows as the current one
+    config = in_effect(config, context.dispatcher.now())
+    pending = config.pending_secret
     return WebhookConfigPublic(
         tenant_id=config.tenant_id,
         products_url=config.products_url,
@@ -88,6 +100,10 @@ def _public(config: WebhookConfig, context: AdminContext, *, reveal: bool) -> We
         version=config.version,
         updated_at=config.updated_at,
         circuits=context.dispatcher.circuit_states(config.tenant_id, config),
+        pending_secret_masked=None if pending is None else mask_secret(pending),
+        pending_secret=pending if reveal_pending else None,
+        pending_since=config.pending_since,
+        pending_promotes_at=config.pending_promotes_at,
     )
 
 
@@ -191,6 +207,39 @@ async def rotate_secret(
     return _public(saved, context, reveal=True)
 
 
+@router.post("/webhooks/secret/roll", responses=_errors(409, 415, 422))
+async def roll_secret(
+    tenant: TenantDep, context: ContextDep, body: SecretRollRequest | None = None
+) -> WebhookConfigPublic:
+    """A new secret made pending (generated, or yours), returned in full this once; the
+    current one keeps signing until promote, or until the overlap ends (24 h by default)."""
+    own = body.secret if body is not None else None
+    rolled = await context.dispatcher.roll_secret(tenant.id, secret=own)
+    if rolled is None:
+        raise not_configured(_NOT_CONFIGURED_TEXT)
+    _log.info(
+        "admin.secret_rolled",
+        tenant_id=tenant.id,
+        version=rolled.version,
+        own=own is not None,
+        promotes_at=rolled.pending_promotes_at,
+    )
+    return _public(rolled, context, reveal=False, reveal_pending=True)
+
+
+@router.post("/webhooks/secret/promote", responses=_errors(409))
+async def promote_secret(tenant: TenantDep, context: ContextDep) -> WebhookConfigPublic:
+    """The pending secret signs from now on; the old one stops (409 when none is pending)."""
+    try:
+        promoted = await context.dispatcher.promote_secret(tenant.id)
+    except NoPendingSecret:
+        raise ApiError(409, "no_pending_secret", _NO_PENDING_TEXT) from None
+    if promoted is None:
+        raise not_configured(_NOT_CONFIGURED_TEXT)
+    _log.info("admin.secret_promoted", tenant_id=tenant.id, version=promoted.version)
+    return _public(promoted, context, reveal=False)
+
+
 @router.post("/webhooks/test", responses=_errors(409, 415, 422, 429))
 async def fire_webhook_test(
     tenant: TenantDep, context: ContextDep, body: WebhookTestRequest | None = None
@@ -252,7 +301,7 @@ async def errors_beside_shape_errors(
         except StoreError:
             return []
         return await _update_errors(context, tenant.id, existing, given, refused=refused)
-    if endpoint is rotate_secret and "secret" not in refused:
+    if endpoint in (rotate_secret, roll_secret) and "secret" not in refused:
         secret = body.get("secret")
         problem = None if secret is None else secret_problem(secret)
         return [] if problem is None else [FieldError("secret", problem)]

@@ -139,6 +139,11 @@ class SecretRotateRequest(BaseModel):
     )
 
 
+class SecretRollRequest(SecretRotateRequest):
+    """Rolling: send nothing, ``{}`` or ``{"secret": null}`` to have the pending secret
+    generated, or your own (not the current one)."""
+
+
 class WebhookTestRequest(BaseModel):
     """Which webhook to test-fire, with what sample data."""
 
@@ -178,6 +183,19 @@ class WebhookConfigPublic(BaseModel):
     version: int = Field(description="increases by one on every save")
     updated_at: datetime | None
     circuits: Circuits
+    pending_secret_masked: str | None = Field(
+        description="a rolled secret waiting to sign (…/secret/roll), masked as secret_masked; "
+        "null: none is pending"
+    )
+    pending_secret: str | None = Field(
+        description="the full pending secret, only in the response of the roll that made it; "
+        "null otherwise (store it then: it is not shown again)"
+    )
+    pending_since: datetime | None = Field(description="when the pending secret was rolled")
+    pending_promotes_at: datetime | None = Field(
+        description="when the pending secret signs by itself unless promoted before "
+        "(the roll's time plus VIZOCHOK_SECRET_OVERLAP_SECONDS)"
+    )
 
 
 class WebhookTestAttempt(BaseModel):
