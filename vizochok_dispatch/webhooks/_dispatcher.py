@@ -516,15 +516,20 @@ class Dispatcher:
     # -- the one path every webhook takes ---------------------------------------------------
 
     async def _config_for(self, tenant_id: str, deadline_at: float | None) -> WebhookConfig | None:
-        """The tenant's config, within the call's deadline: a store that does not answer in
-        time is a :class:`StoreError` (the read goes on, shared, for the next call)."""
+        """The tenant's config as it signs now, within the call's deadline: a store that does
+        not answer in time is a :class:`StoreError` (the read goes on, shared, for the next
+        call).  A rolled secret whose overlap ended signs, whatever the cache holds."""
         if deadline_at is None:
-            return await self.store.get_config(tenant_id)
-        try:
-            async with asyncio.timeout(max(deadline_at - self._clock.monotonic(), 0.0)):
-                return await self.store.get_config(tenant_id)
-        except TimeoutError:
-            raise StoreError("the config store did not answer within the call's deadline") from None
+            config = await self.store.get_config(tenant_id)
+        else:
+            try:
+                async with asyncio.timeout(max(deadline_at - self._clock.monotonic(), 0.0)):
+                    config = await self.store.get_config(tenant_id)
+            except TimeoutError:
+                raise StoreError(
+                    "the config store did not answer within the call's deadline"
+                ) from None
+        return None if config is None else in_effect(config, self.now())
 
     async def _call(
         self,
@@ -580,7 +585,7 @@ class Dispatcher:
             series.call(failure, self._clock.monotonic() - started)
         return result, delivery
 
-    async def _make_call(  # noqa: PLR0912 - every call's one path, kept flat: no helper call per step
+    async def _make_call(
         self,
         tenant_id: str,
         webhook: Webhook,
@@ -602,9 +607,6 @@ class Dispatcher:
                     log, tenant_id, webhook, on_failure, TIMEOUT, delivery=None
                 ), None
             config = await self._config_for(tenant_id, deadline_at)
-            if config is not None:
-                # a rolled secret whose overlap ended signs now, whatever the cache holds
-                config = in_effect(config, self.now())
             method, url, body = target(config) if config is not None else ("", None, b"")
             if config is None or url is None:
                 return self._failed(
