@@ -80,15 +80,22 @@ func VerifyEvent(header http.Header, body []byte, secrets []string, tolerance ti
 	return event, nil
 }
 
-// VerifyStandardWebhook verifies a standard-webhooks-scheme event request (secret is
-// "whsec_" + base64) and reads its envelope; refusals as VerifyEvent's.
-func VerifyStandardWebhook(header http.Header, body []byte, secret string, tolerance time.Duration, now time.Time) (*Event, error) {
-	if !strings.HasPrefix(secret, "whsec_") {
-		return nil, fmt.Errorf("verify: secret must be whsec_ followed by base64")
+// VerifyStandardWebhook verifies a standard-webhooks-scheme event request and reads its
+// envelope; refusals as VerifyEvent's. secrets are the "whsec_" + base64 secrets you hold,
+// current first: while a secret is rolled (docs/webhooks.md §7) the request carries two
+// space-separated signatures ("v1,<old> v1,<new>"), and any secret matching any signature
+// verifies.
+func VerifyStandardWebhook(header http.Header, body []byte, secrets []string, tolerance time.Duration, now time.Time) (*Event, error) {
+	if len(secrets) == 0 {
+		return nil, fmt.Errorf("verify: at least one secret is needed")
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil || len(key) == 0 {
-		return nil, fmt.Errorf("verify: secret must be whsec_ followed by base64")
+	keys := make([][]byte, len(secrets))
+	for i, secret := range secrets {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+		if !strings.HasPrefix(secret, "whsec_") || err != nil || len(key) == 0 {
+			return nil, fmt.Errorf("verify: secret #%d must be whsec_ followed by base64", i)
+		}
+		keys[i] = key
 	}
 	id, timestamp, signatures := header.Get(WebhookIDHeader), header.Get(WebhookTimestampHeader), header.Get(WebhookSignatureHeader)
 	if id == "" || timestamp == "" || signatures == "" {
@@ -108,20 +115,28 @@ func VerifyStandardWebhook(header http.Header, body []byte, secret string, toler
 	if -skew > tolerance {
 		return nil, &Error{CodeTimestampInFuture, fmt.Sprintf("timestamp is %.0f s ahead", -skew.Seconds())}
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + timestamp + "."))
-	mac.Write(body)
-	expected := mac.Sum(nil)
+	var given [][]byte
 	// Several space-separated "v1,<base64>" values may come (during a secret rotation).
-	matched := false
 	for _, entry := range strings.Split(signatures, " ") {
 		version, value, found := strings.Cut(entry, ",")
 		if !found || version != "v1" {
 			continue
 		}
-		given, err := base64.StdEncoding.DecodeString(value)
-		if err == nil && hmac.Equal(given, expected) {
-			matched = true
+		if decoded, err := base64.StdEncoding.DecodeString(value); err == nil {
+			given = append(given, decoded)
+		}
+	}
+	// Every secret is checked against every signature, so timing does not tell which matched.
+	matched := false
+	for _, key := range keys {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id + "." + timestamp + "."))
+		mac.Write(body)
+		expected := mac.Sum(nil)
+		for _, signature := range given {
+			if hmac.Equal(signature, expected) {
+				matched = true
+			}
 		}
 	}
 	if !matched {

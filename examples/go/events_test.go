@@ -1,10 +1,15 @@
 package verify
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,7 +77,7 @@ func TestEventVectorVizochok(t *testing.T) {
 func TestEventVectorStandardWebhooks(t *testing.T) {
 	v := loadEventVector(t)
 	now := time.Unix(v.Now, 0)
-	event, err := VerifyStandardWebhook(headerOf(v.StandardHeaders), []byte(v.Body), v.Secret, DefaultTolerance, now)
+	event, err := VerifyStandardWebhook(headerOf(v.StandardHeaders), []byte(v.Body), []string{v.Secret}, DefaultTolerance, now)
 	if err != nil {
 		t.Fatalf("the event vector is refused: %v", err)
 	}
@@ -81,15 +86,46 @@ func TestEventVectorStandardWebhooks(t *testing.T) {
 	}
 	rotated := headerOf(v.StandardHeaders)
 	rotated.Set(WebhookSignatureHeader, "v1,AAAA "+v.StandardHeaders["webhook-signature"])
-	if _, err := VerifyStandardWebhook(rotated, []byte(v.Body), v.Secret, DefaultTolerance, now); err != nil {
+	if _, err := VerifyStandardWebhook(rotated, []byte(v.Body), []string{v.Secret}, DefaultTolerance, now); err != nil {
 		t.Fatalf("two signatures (rotation): %v", err)
 	}
-	if _, err := VerifyStandardWebhook(headerOf(v.StandardHeaders), []byte(v.Body), v.Secret, DefaultTolerance, now.Add(301*time.Second)); code(err) != CodeTimestampExpired {
+	if _, err := VerifyStandardWebhook(headerOf(v.StandardHeaders), []byte(v.Body), []string{v.Secret}, DefaultTolerance, now.Add(301*time.Second)); code(err) != CodeTimestampExpired {
 		t.Fatalf("301 s later: got %v", err)
 	}
 	otherID := headerOf(v.StandardHeaders)
 	otherID.Set(WebhookIDHeader, "evt_other")
-	if _, err := VerifyStandardWebhook(otherID, []byte(v.Body), v.Secret, DefaultTolerance, now); code(err) != CodeSignatureMismatch {
+	if _, err := VerifyStandardWebhook(otherID, []byte(v.Body), []string{v.Secret}, DefaultTolerance, now); code(err) != CodeSignatureMismatch {
 		t.Fatalf("another id: got %v", err)
+	}
+}
+
+// A rolled secret (docs/webhooks.md §7): during the overlap the request carries
+// "v1,<old> v1,<new>", so a receiver holding only one of them verifies; after it, the new
+// signature alone refuses the old secret.
+func TestStandardWebhooksDuringARoll(t *testing.T) {
+	v := loadEventVector(t)
+	now := time.Unix(v.Now, 0)
+	next := "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	signedWith := func(secret string) string {
+		key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(v.StandardHeaders["webhook-id"] + "." + v.StandardHeaders["webhook-timestamp"] + "."))
+		mac.Write([]byte(v.Body))
+		return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	both := headerOf(v.StandardHeaders)
+	both.Set(WebhookSignatureHeader, signedWith(v.Secret)+" "+signedWith(next))
+	for _, held := range [][]string{{v.Secret}, {next}, {next, v.Secret}} {
+		if _, err := VerifyStandardWebhook(both, []byte(v.Body), held, DefaultTolerance, now); err != nil {
+			t.Fatalf("during the roll, %d secret(s): %v", len(held), err)
+		}
+	}
+	after := headerOf(v.StandardHeaders)
+	after.Set(WebhookSignatureHeader, signedWith(next))
+	if _, err := VerifyStandardWebhook(after, []byte(v.Body), []string{v.Secret}, DefaultTolerance, now); code(err) != CodeSignatureMismatch {
+		t.Fatalf("after the roll, the old secret alone: got %v", err)
+	}
+	if _, err := VerifyStandardWebhook(after, []byte(v.Body), []string{v.Secret, next}, DefaultTolerance, now); err != nil {
+		t.Fatalf("after the roll, both secrets: %v", err)
 	}
 }

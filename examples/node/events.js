@@ -83,19 +83,30 @@ function verifyEvent(options) {
  * Verify an event request signed with the standard-webhooks scheme and read its envelope.
  * Throws VerificationError (answer 401) or InvalidEvent (answer 400).
  *
+ * While a secret is rolled (docs/webhooks.md §7) the request carries two space-separated
+ * signatures, "v1,<old> v1,<new>": pass the secrets you hold (current first); any one
+ * secret matching any one signature verifies.
+ *
  * @param {object} options
  * @param {object} options.headers
  * @param {Buffer} options.body  the raw body bytes
- * @param {string} options.secret  "whsec_" + base64 key
+ * @param {string|string[]} options.secrets  "whsec_" + base64 key, or a list of them
+ *        (`secret`, one string, is read when `secrets` is not given)
  * @param {number} [options.toleranceSeconds=300]
  * @param {number} [options.now]  Unix seconds; defaults to the wall clock
+ * @returns {{event: object, secretIndex: number}}  secretIndex: which secret matched
  */
-function verifyStandardWebhook({ headers, body, secret, toleranceSeconds, now }) {
+function verifyStandardWebhook({ headers, body, secrets, secret, toleranceSeconds, now }) {
   if (!Buffer.isBuffer(body)) throw new TypeError("body must be the raw request bytes (a Buffer)");
-  if (typeof secret !== "string" || !secret.startsWith("whsec_")) {
-    throw new TypeError("secret must be whsec_ followed by base64");
-  }
-  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const given = secrets === undefined ? secret : secrets;
+  const candidates = typeof given === "string" ? [given] : Array.from(given || []);
+  if (candidates.length === 0) throw new TypeError("secrets must be a whsec_ secret or a list of them");
+  const keys = candidates.map((candidate, index) => {
+    if (typeof candidate !== "string" || !candidate.startsWith("whsec_")) {
+      throw new TypeError(`secret #${index} must be whsec_ followed by base64`);
+    }
+    return Buffer.from(candidate.slice("whsec_".length), "base64");
+  });
   const id = headerValue(headers, "webhook-id");
   const timestamp = headerValue(headers, "webhook-timestamp");
   const signatures = headerValue(headers, "webhook-signature");
@@ -109,19 +120,24 @@ function verifyStandardWebhook({ headers, body, secret, toleranceSeconds, now })
   const skew = (now === undefined ? Date.now() / 1000 : now) - Number(timestamp);
   if (skew > tolerance) throw new VerificationError("timestamp_expired", `timestamp is ${Math.round(skew)} s old`);
   if (-skew > tolerance) throw new VerificationError("timestamp_in_future", `timestamp is ${Math.round(-skew)} s ahead`);
-  const expected = crypto
-    .createHmac("sha256", key)
-    .update(Buffer.concat([Buffer.from(`${id}.${timestamp}.`, "utf8"), body]))
-    .digest();
+  const signed = Buffer.concat([Buffer.from(`${id}.${timestamp}.`, "utf8"), body]);
   // Several space-separated "v1,<base64>" values may come (during a secret rotation).
-  const matched = signatures.split(" ").some((entry) => {
-    const [version, value] = entry.split(",", 2);
-    if (version !== "v1" || value === undefined) return false;
-    const given = Buffer.from(value, "base64");
-    return given.length === expected.length && crypto.timingSafeEqual(given, expected);
+  const given64 = signatures
+    .split(" ")
+    .map((entry) => entry.split(",", 2))
+    .filter(([version, value]) => version === "v1" && value !== undefined)
+    .map(([, value]) => Buffer.from(value, "base64"));
+  let secretIndex = -1;
+  // Every secret is checked, so timing does not tell which one matched.
+  keys.forEach((key, index) => {
+    const expected = crypto.createHmac("sha256", key).update(signed).digest();
+    const matched = given64.some(
+      (value) => value.length === expected.length && crypto.timingSafeEqual(value, expected),
+    );
+    if (matched && secretIndex === -1) secretIndex = index;
   });
-  if (!matched) throw new VerificationError("signature_mismatch", "no webhook-signature matches the raw body");
-  return { event: parseEnvelope(body, id) };
+  if (secretIndex === -1) throw new VerificationError("signature_mismatch", "no webhook-signature matches the raw body");
+  return { event: parseEnvelope(body, id), secretIndex };
 }
 
 module.exports = { verifyEvent, verifyStandardWebhook, InvalidEvent };

@@ -8,6 +8,7 @@
 
 const fs = require("node:fs");
 const path = require("node:path");
+const crypto = require("node:crypto");
 const { VerificationError } = require("./verify");
 const { verifyEvent, verifyStandardWebhook, InvalidEvent } = require("./events");
 
@@ -40,7 +41,7 @@ function expectRefused(kind, code, run) {
 }
 
 const vizochok = { headers: vector.headers, body, secrets: vector.secret, now: vector.now };
-const standard = { headers: vector.standard_webhooks_headers, body, secret: vector.secret, now: vector.now };
+const standard = { headers: vector.standard_webhooks_headers, body, secrets: vector.secret, now: vector.now };
 const tampered = Buffer.from(body);
 tampered[tampered.length - 3] ^= 1;
 
@@ -79,6 +80,34 @@ check("standard-webhooks: another id is refused", () =>
     verifyStandardWebhook({ ...standard, headers: { ...vector.standard_webhooks_headers, "webhook-id": "evt_other" } }),
   ),
 );
+
+// A rolled secret (docs/webhooks.md §7): during the overlap VIZOCHOK sends "v1,<old> v1,<new>".
+const next = "whsec_" + Buffer.alloc(32, 7).toString("base64");
+function signedWith(secret) {
+  const headers = vector.standard_webhooks_headers;
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const signed = Buffer.concat([Buffer.from(`${headers["webhook-id"]}.${headers["webhook-timestamp"]}.`), body]);
+  return "v1," + crypto.createHmac("sha256", key).update(signed).digest("base64");
+}
+const both = {
+  ...vector.standard_webhooks_headers,
+  "webhook-signature": `${signedWith(vector.secret)} ${signedWith(next)}`,
+};
+check("standard-webhooks: during a roll, a receiver with only the old or only the new secret verifies", () => {
+  verifyStandardWebhook({ ...standard, headers: both, secrets: [vector.secret] });
+  verifyStandardWebhook({ ...standard, headers: both, secrets: [next] });
+});
+check("standard-webhooks: a list of secrets (current first) names the one that matched", () => {
+  const { secretIndex } = verifyStandardWebhook({ ...standard, secrets: [next, vector.secret] });
+  if (secretIndex !== 1) throw new Error(`secretIndex ${secretIndex}`);
+});
+check("standard-webhooks: after the roll, the old secret alone is refused", () => {
+  const headers = { ...vector.standard_webhooks_headers, "webhook-signature": signedWith(next) };
+  expectRefused(VerificationError, "signature_mismatch", () =>
+    verifyStandardWebhook({ ...standard, headers, secrets: [vector.secret] }),
+  );
+  verifyStandardWebhook({ ...standard, headers, secrets: [vector.secret, next] });
+});
 
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed === 0 && passed > 0 ? 0 : 1);

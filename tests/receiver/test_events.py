@@ -387,7 +387,7 @@ def test_node_example_verifies_an_event(which, tmp_path):
     node = _tool("node")
     env = {"VIZOCHOK_EVENT_VECTOR": str(_fresh_vector(tmp_path))} if which == "fresh" else {}
     output = _run([node, "test_events.js"], REPO_ROOT / "examples" / "node", env)
-    assert "8 passed, 0 failed" in output
+    assert "11 passed, 0 failed" in output
 
 
 @pytest.mark.parametrize("which", ["committed", "fresh"])
