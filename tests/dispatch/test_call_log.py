@@ -3,6 +3,7 @@ retention and pages; on SQLite and PostgreSQL, with respx as the tenant and time
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import respx
 from sqlalchemy import select
 
 from tests.dispatch.conftest import CART_GET_URL, CART_URL, PRODUCTS_URL, SECRET
-from tests.events.support import settings_for
+from tests.events.support import settings_for, wait_for
 from tests.support.fakes import FakeTime
 from vizochok_dispatch import SIGNATURE_HEADER, Dispatcher, InvalidCall
 from vizochok_dispatch.webhooks import _calllog_store
@@ -40,10 +41,7 @@ async def make(database_url: str, router: respx.Router, fake_time: FakeTime) -> 
             *, rand: Callable[[], float] | None = None, cart_get: bool = True, **options: Any
         ) -> Dispatcher:
             settings = settings_for(
-                database_url,
-                event_worker="off",
-                call_log_flush_seconds=60,
-                **options,
+                database_url, **{"event_worker": "off", "call_log_flush_seconds": 60, **options}
             )
             dispatcher = Dispatcher.from_settings(
                 settings,
@@ -355,3 +353,20 @@ async def test_retention_by_age_and_by_count_per_tenant(
     assert deleted == [2, 2, 1, 0]  # three statements of one row at most, each time
     assert [c.delivery_id for c in (await dispatcher.call_log.calls("t1")).items] == kept[:2:-1]
     assert len((await dispatcher.call_log.calls("t2")).items) == 1
+
+
+async def test_the_writer_purges_on_its_own_schedule(
+    make: Make, router: respx.Router, fake_time: FakeTime
+) -> None:
+    """Call log: the background writer purges every VIZOCHOK_CALL_LOG_PURGE_SECONDS (the
+    injected clock's), without a caller asking."""
+    dispatcher = await make(
+        call_log_flush_seconds=0.01, call_log_purge_seconds=60, call_log_max_age_seconds=3600
+    )
+    router.post(PRODUCTS_URL).mock(return_value=httpx.Response(400))
+    await products(dispatcher)
+    await wait_for(lambda: dispatcher.call_log.written == 1)
+    fake_time.now += 7200  # the entry is past its age, and a purge is due
+    async with asyncio.timeout(10):
+        while (await dispatcher.call_log.calls("t1")).items:  # noqa: ASYNC110 - polls the database, bounded
+            await asyncio.sleep(0.02)
