@@ -119,11 +119,12 @@ class CallLog:
         self._wake = asyncio.Event()
         self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._next_purge: float | None = None
         self._touched: set[str] = set()
         #: Entries dropped because the queue was full.
         self.dropped_queue_full = 0
-        #: Entries dropped because the store failed to take them.
+        #: Entries dropped because they could not be written (the store failed).
         self.dropped_store_error = 0
         #: Entries written.
         self.written = 0
@@ -173,26 +174,33 @@ class CallLog:
     def start(self) -> None:
         """Start the background writer (idempotent; nothing to do when not enabled)."""
         if self.enabled and self._task is None:
+            self._closing = False
             self._task = asyncio.create_task(self._serve(), name="vizochok-call-log")
 
     async def aclose(self) -> None:
-        """Stop the writer, write what is queued (all of it dropped and counted if the store
-        fails), and close the store's connections."""
-        if self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        """Stop the writer once its round ends (a write under way is not cut short), write
+        what is queued (dropped and counted if the store fails), and close the store's
+        connections."""
+        task, self._task = self._task, None
+        if task is not None:
+            self._closing = True
+            self._wake.set()
+            try:
                 await task
+            finally:
+                task.cancel()  # only if this close was itself cancelled
         await self.flush()
         if self._store is not None:
             await self._store.close()
 
     async def _serve(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._flush_seconds):
                     await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return  # aclose writes what is left
             try:
                 await self.flush()
                 await self._purge_when_due()
@@ -202,9 +210,10 @@ class CallLog:
     async def flush(self) -> None:
         """Write every entry queued now, in batches (tests call it to see entries at once).
 
-        When the store refuses a batch, that batch and the rest of what was queued when the
-        flush began are dropped and counted: one failed write per flush, however long the
-        queue (entries queued meanwhile wait for the next flush).
+        When a batch cannot be written (the store fails, or anything else goes wrong), that
+        batch and the rest of what was queued when the flush began are dropped and counted:
+        one failed write per flush, however long the queue (entries queued meanwhile wait for
+        the next flush).  A flush cancelled mid-write counts its batch as dropped.
         """
         if self._store is None:
             return
@@ -215,18 +224,27 @@ class CallLog:
                 pending -= len(batch)
                 try:
                     await self._store.insert([_row(entry) for entry in batch])
-                except StoreError as exc:
+                except asyncio.CancelledError:
+                    self._count_dropped(len(batch))
+                    raise
+                except Exception as exc:
                     rest = min(pending, len(self._queue))
                     for _ in range(rest):
                         self._queue.popleft()
                     lost = len(batch) + rest
-                    self.dropped_store_error += lost
-                    if self._on_dropped is not None:
-                        self._on_dropped(lost)
-                    _log.warning("call_log.store_error", error=str(exc), dropped=lost)
+                    self._count_dropped(lost)
+                    if isinstance(exc, StoreError):
+                        _log.warning("call_log.store_error", error=str(exc), dropped=lost)
+                    else:
+                        _log.exception("call_log.internal_error", dropped=lost)
                     return
                 self.written += len(batch)
                 self._touched.update(entry.tenant_id for entry in batch)
+
+    def _count_dropped(self, count: int) -> None:
+        self.dropped_store_error += count
+        if self._on_dropped is not None:
+            self._on_dropped(count)
 
     async def _purge_when_due(self) -> None:
         now = self._clock.monotonic()
