@@ -149,7 +149,8 @@ def postgres_session_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def postgres_url(postgres_session_url: str) -> str:
-    """The session's PostgreSQL database, emptied for this test: a bare schema ``public``."""
+    """The session's PostgreSQL database, emptied for this test: a bare schema ``public``
+    (and no ``procrastinate``)."""
     run_in_thread(
         lambda: _admin(
             postgres_session_url,
@@ -158,6 +159,8 @@ def postgres_url(postgres_session_url: str) -> str:
             "WHERE datname = current_database() AND pid <> pg_backend_pid()",
             "SET lock_timeout = '10s'",
             "DROP SCHEMA IF EXISTS public CASCADE",
+            # procrastinate's own schema (migration 0007) goes with ours
+            "DROP SCHEMA IF EXISTS procrastinate CASCADE",
             "CREATE SCHEMA public",
         )
     )

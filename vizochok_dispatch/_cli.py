@@ -378,6 +378,40 @@ def serve(state: _State, host: str, port: int) -> None:
         raise click.ClickException("the admin API stopped: see the log above") from None
 
 
+@main.command()
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Attempts this process makes at once (default: VIZOCHOK_EVENT_WORKER_CONCURRENCY).",
+)
+@click.pass_obj
+def worker(state: _State, concurrency: int | None) -> None:
+    """Deliver event webhooks from PostgreSQL until SIGTERM or Ctrl-C (run any number)."""
+    settings = state.settings()
+    if not settings.database_url.startswith("postgresql"):
+        raise click.ClickException(
+            "the worker needs PostgreSQL; on SQLite the embedded worker delivers events "
+            "inside the process that publishes them (VIZOCHOK_EVENT_WORKER=embedded)"
+        )
+    settings = settings.model_copy(update={"event_worker": "procrastinate"})
+
+    async def work() -> None:
+        async with Dispatcher.from_settings(settings) as dispatcher:
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+            click.echo(
+                f"Event worker on {safe_url(settings.database_url)}, "
+                f"{concurrency or settings.event_worker_concurrency} at once; "
+                "SIGTERM or Ctrl-C stops it after the attempts in flight",
+                err=True,
+            )
+            await dispatcher.events.queue.run_worker(
+                concurrency=concurrency or settings.event_worker_concurrency
+            )
+
+    _run(work)
+
+
 @main.command("test-fire")
 @click.argument("tenant")
 @click.option("--webhook", type=click.Choice(WEBHOOKS), default="products", show_default=True)

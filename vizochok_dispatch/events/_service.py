@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import structlog
 
@@ -46,6 +46,9 @@ from ._store import EventStore, Settlement
 from ._values import DrainReport, EventDelivery, EventEndpoint, PublishedEvent
 from ._worker import Worker
 
+if TYPE_CHECKING:
+    from ._procrastinate import ProcrastinateQueue
+
 #: An attempt's time limit, in seconds: the default and the bounds.
 DEFAULT_TIMEOUT_SECONDS: Final = 15.0
 MIN_TIMEOUT_SECONDS: Final = 1.0
@@ -66,7 +69,9 @@ ID_FILTER: Final = TextRule(1, 64, controls=False)
 #: The backlog metric counts due deliveries up to this many (a count stays cheap).
 BACKLOG_CAP: Final = 100_000
 
-WorkerMode = Literal["embedded", "off"]
+WorkerMode = Literal["embedded", "off", "procrastinate"]
+#: The setting that picks the worker, as errors name it.
+WORKER_SETTING: Final = "VIZOCHOK_EVENT_WORKER"
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -92,6 +97,8 @@ class EventService:
         concurrency: int = 64,
         per_endpoint: int = 4,
         poll_seconds: float = 1.0,
+        stalled_seconds: float = 30.0,
+        connect_timeout: float = 5.0,
         rand: RandomSource = random.random,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
@@ -104,6 +111,11 @@ class EventService:
         self._overlap = float(secret_overlap_seconds)
         self._mode = worker
         self._worker_started = False
+        self._per_endpoint = per_endpoint
+        self._poll_seconds = poll_seconds
+        self._stalled_seconds = stalled_seconds
+        self._connect_timeout = connect_timeout
+        self._queue: ProcrastinateQueue | None = None
         self._store = EventStore(store) if isinstance(store, SqlConfigStore) else None
         self._deliverer: EventDeliverer | None = None
         self._worker: Worker | None = None
@@ -131,13 +143,36 @@ class EventService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the event tables and, unless the worker is ``off``, start delivering."""
+        """Open the event tables and, unless the worker is ``off``, start delivering
+        (``procrastinate``: open the job queue publishing defers to; workers run apart).
+
+        Raises :class:`InvalidConfig` naming ``VIZOCHOK_EVENT_WORKER`` for ``procrastinate``
+        on a database other than PostgreSQL."""
         if self._store is None or self._worker is None:
+            if self._mode == "procrastinate":
+                raise _needs_postgres()
             return
+        if self._mode == "procrastinate" and self._store.dialect != "postgresql":
+            raise _needs_postgres()
         await self._store.open()
         if self._mode == "embedded":
             self._worker.start()
             self._worker_started = True
+        elif self._mode == "procrastinate" and self._queue is None:
+            from ._procrastinate import ProcrastinateQueue  # noqa: PLC0415 - PostgreSQL only
+
+            queue = ProcrastinateQueue(
+                store=self._store,
+                deliver_due=self.deliver_due,
+                clock=self._clock,
+                url=self._store.sqlalchemy_url,
+                connect_timeout=self._connect_timeout,
+                per_endpoint=self._per_endpoint,
+                poll_seconds=self._poll_seconds,
+                stalled_seconds=self._stalled_seconds,
+            )
+            await queue.open()
+            self._queue = queue
 
     async def aclose(self) -> None:
         """Stop the worker (attempts on the wire are cut short and delivered again later) and
@@ -145,8 +180,21 @@ class EventService:
         self._worker_started = False
         if self._worker is not None:
             await self._worker.stop()
+        if self._queue is not None:
+            queue, self._queue = self._queue, None
+            await queue.close()
         if self._store is not None:
             await self._store.close()
+
+    @property
+    def queue(self) -> ProcrastinateQueue:
+        """The procrastinate job queue (``VIZOCHOK_EVENT_WORKER=procrastinate``, after start)."""
+        if self._queue is None:
+            raise InvalidCall(
+                f"the procrastinate queue runs with {WORKER_SETTING}=procrastinate on "
+                "PostgreSQL, once the dispatcher is started"
+            )
+        return self._queue
 
     @property
     def worker(self) -> Worker:
@@ -433,7 +481,10 @@ class EventService:
             new_delivery_id=lambda: new_id(DELIVERY_PREFIX, now.timestamp()),
         )
         if published.deliveries and not published.duplicate:
-            worker.wake()
+            if self._queue is not None:
+                await self._queue.enqueue(published.deliveries)
+            else:
+                worker.wake()
         _log.info(
             "event.published",
             tenant_id=tenant_id,
@@ -538,6 +589,18 @@ class EventService:
         if _tenant_id_problem(tenant_id) is not None or text_problem(delivery_id, ID_FILTER):
             return None
         return await store.delivery(tenant_id, delivery_id)
+
+
+def _needs_postgres() -> InvalidConfig:
+    return InvalidConfig(
+        [
+            FieldError(
+                WORKER_SETTING,
+                "procrastinate needs PostgreSQL (a postgresql+asyncpg:// database URL); on "
+                "SQLite the embedded worker delivers events: set it to embedded",
+            )
+        ]
+    )
 
 
 def _event_types_problems(event_types: object) -> list[FieldError]:

@@ -51,7 +51,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import URL, RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import StaticPool
@@ -135,6 +135,22 @@ class _Waiting:
     outcome: asyncio.Future[bool]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """Where one delivery stands, for a job queue deciding what its job does next."""
+
+    id: str
+    endpoint_id: str
+    #: The endpoint delivers one at a time, in publish order.
+    ordered: bool
+    status: DeliveryStatus
+    next_attempt_at: datetime | None
+    #: The lease's end while a worker holds it (it may have run out already).
+    claimed_until: datetime | None
+    #: An ordered endpoint's head: its pending delivery with the lowest sequence.
+    head_id: str | None
+
+
 def _secret_name(tenant_id: str, endpoint_id: str) -> str:
     # The keyring's associated data: tenant ids are printable, so no id can forge this one.
     return f"{tenant_id}\nevent_endpoint:{endpoint_id}"
@@ -157,6 +173,17 @@ class EventStore:
     def url(self) -> str:
         """The database URL, password hidden."""
         return self._config.url
+
+    @property
+    def dialect(self) -> str:
+        """The database's SQLAlchemy dialect name (``sqlite``, ``postgresql``)."""
+        return self._config.engine.dialect.name
+
+    @property
+    def sqlalchemy_url(self) -> URL:
+        """The database URL as SQLAlchemy parsed it; its password is shown only by
+        ``render_as_string(hide_password=False)``."""
+        return self._config.engine.url
 
     @property
     def _engine(self) -> AsyncEngine:
@@ -799,6 +826,61 @@ class EventStore:
                 )
             ).scalar_one()
         return found
+
+    async def delivery_states(self, ids: Sequence[str]) -> list[DeliveryState]:
+        """Where the deliveries ``ids`` stand (unknown ids are left out), in no order."""
+        if not ids:
+            return []
+        head = _D.alias("head")
+        head_id = (
+            select(head.c.id)
+            .where(head.c.endpoint_id == _D.c.endpoint_id, head.c.status == PENDING)
+            .order_by(head.c.sequence)
+            .limit(1)
+            .scalar_subquery()
+        )
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                select(
+                    _D.c.id,
+                    _D.c.endpoint_id,
+                    _E.c.ordered,
+                    _D.c.status,
+                    _D.c.next_attempt_at,
+                    _D.c.claimed_until,
+                    case((_E.c.ordered.is_(True), head_id), else_=None).label("head_id"),
+                )
+                .join(_E, _E.c.id == _D.c.endpoint_id)
+                .where(_D.c.id.in_(list(ids)))
+            )
+            return [
+                DeliveryState(
+                    id=row.id,
+                    endpoint_id=row.endpoint_id,
+                    ordered=bool(row.ordered),
+                    status=row.status,
+                    next_attempt_at=row.next_attempt_at,
+                    claimed_until=row.claimed_until,
+                    head_id=row.head_id,
+                )
+                for row in rows
+            ]
+
+    async def overdue(self, *, before: datetime, limit: int) -> list[str]:
+        """Pending deliveries due before ``before`` that no worker holds, oldest first: what
+        a job queue's sweep checks for a lost job."""
+        async with self._reading() as conn:
+            rows = await conn.execute(
+                select(_D.c.id)
+                .where(
+                    _D.c.status == PENDING,
+                    _D.c.next_attempt_at <= before,
+                    or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= before),
+                )
+                .order_by(_D.c.next_attempt_at, _D.c.id)
+                .limit(limit)
+            )
+            return list(rows.scalars())
 
     async def release(self, claims: Sequence[Claim]) -> None:
         """Give leases back unsettled (a worker stopping mid-attempt): due again at once."""

@@ -175,6 +175,8 @@ class Dispatcher:
             metrics=metrics,
             tracing=self._tracing,
             secret_overlap_seconds=self.settings.secret_overlap_seconds,
+            stalled_seconds=self.settings.event_worker_stalled_seconds,
+            connect_timeout=self.settings.database_connect_timeout_seconds,
         )
         if metrics is not None:
             cache = self.store

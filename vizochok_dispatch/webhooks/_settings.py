@@ -118,16 +118,23 @@ class DispatchSettings(BaseSettings):
     #: all, 5 min then 1 h apart, each delay lengthened by up to 25 % jitter.
     event_retry_schedule: Annotated[RetrySchedule, NoDecode] = DEFAULT_RETRY_SCHEDULE
     #: ``embedded``: the dispatcher delivers events itself, in a task started with it (any
-    #: database); ``off``: it only publishes (another process delivers, or ``events.drain``).
-    event_worker: Literal["embedded", "off"] = "embedded"
+    #: database); ``off``: it only publishes (another process delivers, or ``events.drain``);
+    #: ``procrastinate`` (PostgreSQL only): publishing defers a job per delivery, and
+    #: ``vizochok-dispatch worker`` processes deliver them, on any number of machines.
+    event_worker: Literal["embedded", "off", "procrastinate"] = "embedded"
     #: Event attempts one process makes at once, across all endpoints.
     event_worker_concurrency: int = Field(default=64, ge=1, le=10_000)
-    #: Event attempts one endpoint may have in flight at once in one process (an ordered
-    #: endpoint has one), so an endpoint that hangs cannot take the others' capacity.
+    #: Event attempts one endpoint may have in flight at once (an ordered endpoint has one),
+    #: so an endpoint that hangs cannot take the others' capacity: in one process with the
+    #: embedded worker, across all worker processes with ``procrastinate`` (give every
+    #: process the same value).
     event_max_in_flight_per_endpoint: int = Field(default=4, ge=1, le=1000)
     #: Seconds at most between the event worker's looks for due deliveries (what other
     #: processes publish); a publish in this process wakes it at once.
     event_poll_seconds: float = Field(default=1.0, ge=0.01, le=60)
+    #: ``procrastinate``: seconds without a heartbeat after which a worker counts as dead and
+    #: its jobs are run again by another (heartbeats go every third of this).
+    event_worker_stalled_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     #: The synchronous call log (``Dispatcher.call_log``, ``GET /api/v1/admin/webhooks/calls``):
     #: ``on`` keeps every failed call and a sample of the others; ``off`` keeps nothing new.
