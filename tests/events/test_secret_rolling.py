@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -29,7 +30,7 @@ from vizochok_dispatch import (
     NoPendingSecret,
 )
 from vizochok_dispatch.events._tables import EventEndpointRow
-from vizochok_dispatch.receiver import VerificationError, verify_request
+from vizochok_dispatch.receiver import VerificationError, create_receiver_app, verify_request
 
 from .support import TENANT, MakeDispatcher, example, make
 
@@ -50,6 +51,7 @@ class Receivers:
     fake: FakeTime
     seen: list[dict[str, bool]] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
 
     def _verifies(self, request: Received, secret: str) -> bool:
         if "webhook-signature" in request.headers:
@@ -66,6 +68,7 @@ class Receivers:
         return True
 
     async def __call__(self, request: Received, reply: Reply) -> None:
+        self.requests.append(request)
         self.seen.append({"old": self._verifies(request, OLD), "new": self._verifies(request, NEW)})
         await reply.send(200, b"")
 
@@ -227,3 +230,43 @@ async def test_the_pending_secret_is_encrypted_and_in_no_repr_or_log(setup: Setu
     async with engine.connect() as conn:
         stored = (await conn.execute(select(EventEndpointRow.pending_secret))).scalar_one()
     assert stored.startswith("v1.") and ROTATED not in stored
+
+
+async def _kit_answers(setup: Setup, secrets: list[str]) -> int:
+    """The status the receiver kit's events endpoint, holding ``secrets``, gives the last
+    request the loopback receiver got (sent to it as it came)."""
+    request = setup.receivers.requests[-1]
+
+    async def on_event(_event: object) -> None:
+        return None
+
+    app = create_receiver_app(
+        secret=secrets,
+        check_products=None,
+        cart_operation=None,
+        load_cart=None,
+        on_event=on_event,
+        clock=lambda: setup.fake.now,
+    )
+    headers = {
+        k: v for k, v in request.headers.items() if k.lower() not in {"host", "content-length"}
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://receiver.test"
+    ) as client:
+        answer = await client.post("/api/vizochok/events", content=request.body, headers=headers)
+    return answer.status_code
+
+
+async def test_the_receiver_kit_takes_a_list_of_secrets_for_event_requests(setup: Setup) -> None:
+    """Receiver kit: create_receiver_app(secret=[new, old]) accepts vizochok event requests
+    during the overlap and after promotion; the old secret alone is refused after it."""
+    ep = await setup.endpoint("vizochok")
+    await setup.dispatcher.events.roll_secret(TENANT, ep.id, secret=NEW)
+    await setup.deliver()
+    assert await _kit_answers(setup, [NEW, OLD]) == 200
+    assert await _kit_answers(setup, [OLD]) == 200
+    await setup.dispatcher.events.promote_secret(TENANT, ep.id)
+    await setup.deliver()
+    assert await _kit_answers(setup, [NEW, OLD]) == 200
+    assert await _kit_answers(setup, [OLD]) == 401
