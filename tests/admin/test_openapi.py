@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from vizochok_dispatch.admin._event_schemas import FREE_FORM
 from vizochok_dispatch.tenants._config import (
     MAX_SECRET_CHARS,
     MAX_TIMEOUT_SECONDS,
@@ -27,6 +28,14 @@ STATUSES = {
     ("post", PROMOTE): {401, 409, 413, 500, 503},
     ("post", TEST_FIRE): {401, 409, 413, 415, 422, 429, 500, 503},
     ("get", CALLS): {401, 413, 422, 500, 503},
+    ("get", "/api/v1/admin/event-endpoints"): {401, 413, 500, 503},
+    ("post", "/api/v1/admin/event-endpoints"): {401, 413, 415, 422, 500, 503},
+    ("get", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 422, 500, 503},
+    ("patch", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 415, 422, 500, 503},
+    ("delete", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 422, 500, 503},
+    ("get", "/api/v1/admin/event-types"): {401, 413, 500, 503},
+    ("get", "/api/v1/admin/deliveries"): {401, 413, 422, 500, 503},
+    ("get", "/api/v1/admin/deliveries/{delivery_id}"): {401, 404, 413, 422, 500, 503},
 }
 #: The request body schema of each operation that takes one, with where its fields go.
 BODIES = {
@@ -121,7 +130,7 @@ def test_every_operation_lists_every_status_it_answers(spec: dict[str, Any]) -> 
             continue  # /healthz and /readyz take no key (tests/admin/test_operations.py)
         for method, operation in item.items():
             responses = operation["responses"]
-            errors = {int(code) for code in responses if code != "200"}
+            errors = {int(code) for code in responses if not code.startswith("2")}
             seen[method, path] = errors
             for code in errors:
                 content = responses[str(code)]["content"]["application/json"]["schema"]
@@ -147,6 +156,8 @@ def _untyped(schema: Any, spec: dict[str, Any], path: str, seen: set[str]) -> li
         seen.add(name)
         return _untyped(_schema(spec, name), spec, name, seen)
     found = []
+    if FREE_FORM in schema:  # any JSON by design (a JSON Schema, an example), said so
+        return []
     if not schema or (schema.get("type") == "object" and "properties" not in schema):
         found.append(path)
     if schema.get("additionalProperties") not in (None, False):

@@ -31,6 +31,7 @@ from ..webhooks._settings import DispatchSettings
 from ._call_routes import router as call_router
 from ._deps import AdminContext
 from ._errors import ApiError, error_body, install_error_handlers
+from ._event_routes import router as event_router
 from ._operations import router as operations_router
 from ._routes import errors_beside_shape_errors, router
 
@@ -100,6 +101,7 @@ def create_admin_app(
     app.include_router(router)
     app.include_router(call_router)
     app.include_router(operations_router)
+    app.include_router(event_router)
     app.add_middleware(AdminGuard, max_body_bytes=chosen.admin_max_body_bytes)
     return app
 

@@ -101,7 +101,12 @@ def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     fields: list[FieldError] = []
     for error in errors:
         kind = str(error.get("type", ""))
-        location = [_field_name(part) for part in error.get("loc", ()) if part != "body"]
+        # a query or path parameter is named as itself: limit, not query.limit
+        location = [
+            _field_name(part)
+            for part in error.get("loc", ())
+            if part not in {"body", "query", "path"}
+        ]
         if kind == "json_invalid":
             reason = (error.get("ctx") or {}).get("error")
             text = f"is not valid JSON: {reason}" if reason else "is not valid JSON"

@@ -47,6 +47,7 @@ _NO_PENDING_TEXT: Final = (
 #: Every error status, in the one error shape; each operation lists the ones it can answer.
 _ERROR_TEXT: Final = {
     401: "missing, malformed, unknown or revoked key (checked before the body is read)",
+    404: "no such resource for this API key's tenant (another tenant's is not found either)",
     409: "no saved configuration yet, (test-fire) the webhook has no URL, or (promote) no "
     "secret is pending",
     413: "request body over VIZOCHOK_ADMIN_MAX_BODY_BYTES (16 KiB by default)",

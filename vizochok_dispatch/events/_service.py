@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, cast
 
 import structlog
 
@@ -24,9 +24,17 @@ from ..contract._events import event_body
 from ..contract._signing import SIGNATURE_SCHEMES, event_secret_problem, generate_event_secret
 from ..contract._text import TextRule, text_problem
 from ..http._attempt import Clock, Sleep
+from ..http._destinations import HostResolver
 from ..http._wire import Sender
 from ..observe import Backlog, Metrics, Tracing
-from ..tenants._config import ConfigRules, _tenant_id_problem, secret_problem, url_problems
+from ..tenants._config import (
+    UNSET,
+    ConfigRules,
+    Unset,
+    _tenant_id_problem,
+    secret_problem,
+    url_problems,
+)
 from ..tenants._pages import Page, decode_cursor, limit_problem
 from ..tenants._rotation import (
     DEFAULT_SECRET_OVERLAP_SECONDS,
@@ -247,6 +255,7 @@ class EventService:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         ordered: bool = False,
         description: str | None = None,
+        resolve: HostResolver | None = None,
     ) -> EventEndpoint:
         """Register where ``tenant_id`` receives events; the endpoint, its secret included.
 
@@ -263,6 +272,8 @@ class EventService:
         - ``timeout_seconds``: one attempt's limit, from connecting to the answer, 1-30.
         - ``ordered``: deliveries go one at a time, in publish order.
         - ``description``: at most 1000 characters.
+        - ``resolve``: given, the save-time DNS check of the webhook URLs runs too (a host
+          that resolves to a non-public address is refused).
 
         Raises :class:`InvalidConfig` listing every broken field (never a value); nothing is
         stored then.
@@ -271,24 +282,18 @@ class EventService:
         errors: list[FieldError] = []
         if (problem := _tenant_id_problem(tenant_id)) is not None:
             errors.append(FieldError("tenant_id", problem))
-        problems = url_problems(url, allow_http=self._rules.allow_http)
-        if not problems and (problem := self._rules.destinations.url_problem(url)) is not None:
-            problems = [problem]
-        if problems:
-            errors.append(FieldError("url", "; ".join(problems)))
-        errors.extend(_event_types_problems(event_types))
-        if signature_scheme not in SIGNATURE_SCHEMES:
-            errors.append(
-                FieldError("signature_scheme", f"must be one of {', '.join(SIGNATURE_SCHEMES)}")
-            )
-        elif secret is not None and (problem := _secret_problem(signature_scheme, secret)):
-            errors.append(FieldError("secret", problem))
-        if (problem := _timeout_problem(timeout_seconds)) is not None:
-            errors.append(FieldError("timeout_seconds", problem))
-        if not isinstance(ordered, bool):
-            errors.append(FieldError("ordered", "must be true or false"))
-        if description is not None and (problem := text_problem(description, DESCRIPTION)):
-            errors.append(FieldError("description", problem))
+        errors += self._endpoint_problems(
+            {
+                "url": url,
+                "event_types": event_types,
+                "signature_scheme": signature_scheme,
+                "timeout_seconds": timeout_seconds,
+                "ordered": ordered,
+                "description": description,
+            },
+            secret=secret,
+        )
+        errors += await self._dns_problems(url, errors, resolve)
         if errors:
             raise InvalidConfig(errors)
         now = self._now()
@@ -316,6 +321,147 @@ class EventService:
             ordered=saved.ordered,
         )
         return saved
+
+    def _endpoint_problems(
+        self, given: Mapping[str, object], *, secret: str | None
+    ) -> list[FieldError]:
+        """Every rule the endpoint fields in ``given`` break (the ones left out are not
+        judged); ``secret`` is checked against the scheme given."""
+        errors: list[FieldError] = []
+        if "url" in given:
+            url = given["url"]
+            problems = url_problems(url, allow_http=self._rules.allow_http)
+            if not problems and isinstance(url, str):
+                problem = self._rules.destinations.url_problem(url)
+                problems = [] if problem is None else [problem]
+            if problems:
+                errors.append(FieldError("url", "; ".join(problems)))
+        if "event_types" in given:
+            errors.extend(_event_types_problems(given["event_types"]))
+        scheme = given.get("signature_scheme", "vizochok")
+        if not isinstance(scheme, str) or scheme not in SIGNATURE_SCHEMES:
+            errors.append(
+                FieldError("signature_scheme", f"must be one of {', '.join(SIGNATURE_SCHEMES)}")
+            )
+        elif secret is not None and (problem := _secret_problem(scheme, secret)):
+            errors.append(FieldError("secret", problem))
+        if "timeout_seconds" in given and (problem := _timeout_problem(given["timeout_seconds"])):
+            errors.append(FieldError("timeout_seconds", problem))
+        for flag in ("ordered", "enabled"):
+            if flag in given and not isinstance(given[flag], bool):
+                errors.append(FieldError(flag, "must be true or false"))
+        description = given.get("description")
+        if description is not None and (problem := text_problem(description, DESCRIPTION)):
+            errors.append(FieldError("description", problem))
+        return errors
+
+    async def _dns_problems(
+        self, url: object, errors: Sequence[FieldError], resolve: HostResolver | None
+    ) -> list[FieldError]:
+        """The save-time DNS check of ``url`` (when ``resolve`` is given and the URL broke no
+        other rule): the webhook URLs' own (docs/webhooks.md §1)."""
+        if resolve is None or not isinstance(url, str) or any(e.field == "url" for e in errors):
+            return []
+        problem = await self._rules.destinations.resolved_url_problem(url, resolve)
+        return [] if problem is None else [FieldError("url", problem)]
+
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> EventEndpoint | None:
+        """The tenant's endpoint ``endpoint_id`` (its secret included); ``None`` when the
+        tenant has none of that id (another tenant's endpoint included)."""
+        store = self._parts()[0]
+        if _tenant_id_problem(tenant_id) is not None or text_problem(endpoint_id, ID_FILTER):
+            return None
+        return await store.endpoint(tenant_id, endpoint_id)
+
+    async def update_endpoint(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        url: str | Unset = UNSET,
+        event_types: Sequence[str] | Unset = UNSET,
+        signature_scheme: str | Unset = UNSET,
+        timeout_seconds: float | Unset = UNSET,
+        ordered: bool | Unset = UNSET,
+        description: str | Unset | None = UNSET,
+        enabled: bool | Unset = UNSET,
+        resolve: HostResolver | None = None,
+    ) -> EventEndpoint | None:
+        """Change what is given of the tenant's endpoint (``UNSET`` keeps a field); the
+        endpoint as saved, or ``None`` when the tenant has none of that id.
+
+        The fields follow :meth:`create_endpoint`'s rules (``description=None`` clears it).
+        ``resolve`` adds the save-time DNS check of a new ``url``.  A new
+        ``signature_scheme`` must suit the current secret (a ``standard-webhooks``
+        endpoint needs a ``whsec_`` secret: rotate it first).
+
+        ``enabled=False`` disables the endpoint (status ``disabled``, its
+        ``disabled_reason`` :data:`MANUAL_DISABLE_REASON`, and the time): no new attempt
+        starts, and its pending deliveries wait (an attempt in flight is recorded, and
+        its delivery waits too).  ``enabled=True`` clears the reason and time, and the waiting
+        deliveries that are due go out at once (an endpoint disabled by a ``410`` failed
+        its deliveries then; they stay failed).  Raises :class:`InvalidConfig` listing
+        every broken field; nothing is saved then.
+        """
+        store, _, worker = self._parts()
+        if _tenant_id_problem(tenant_id) is not None or text_problem(endpoint_id, ID_FILTER):
+            return None
+        given: dict[str, object] = {
+            name: value
+            for name, value in (
+                ("url", url),
+                ("event_types", event_types),
+                ("signature_scheme", signature_scheme),
+                ("timeout_seconds", timeout_seconds),
+                ("ordered", ordered),
+                ("description", description),
+                ("enabled", enabled),
+            )
+            if value is not UNSET
+        }
+        existing = await store.endpoint(tenant_id, endpoint_id)
+        if existing is None:
+            return None
+        checked = {"signature_scheme": existing.signature_scheme, **given}
+        secret = existing.secret if "signature_scheme" in given else None
+        errors = self._endpoint_problems(checked, secret=secret)
+        errors = [
+            FieldError("signature_scheme", f"the current secret does not suit it: {e.message}")
+            if e.field == "secret"
+            else e
+            for e in errors
+        ]
+        if isinstance(url, str):
+            errors += await self._dns_problems(url, errors, resolve)
+        if errors:
+            raise InvalidConfig(errors)
+        changes = dict(given)
+        if "timeout_seconds" in changes:
+            changes["timeout_seconds"] = float(cast(float, changes["timeout_seconds"]))
+        saved = await store.update_endpoint(tenant_id, endpoint_id, changes, now=self._now())
+        if saved is None:
+            return None
+        if enabled is True:
+            worker.wake()
+        _log.info(
+            "event.endpoint_updated",
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            fields=sorted(given),
+            status=saved.status,
+        )
+        return saved
+
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
+        """Delete the tenant's endpoint with its deliveries and their attempts (the events
+        stay); ``False`` when the tenant has none of that id."""
+        store = self._parts()[0]
+        if _tenant_id_problem(tenant_id) is not None or text_problem(endpoint_id, ID_FILTER):
+            return False
+        deleted = await store.delete_endpoint(tenant_id, endpoint_id)
+        if deleted:
+            _log.info("event.endpoint_deleted", tenant_id=tenant_id, endpoint_id=endpoint_id)
+        return deleted
 
     async def endpoints(self, tenant_id: str) -> list[EventEndpoint]:
         """The tenant's endpoints, oldest first (a disabled one says why and since when)."""

@@ -44,6 +44,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    delete,
     exists,
     func,
     insert,
@@ -81,6 +82,10 @@ LEASE_GRACE_SECONDS: Final = 5.0
 IDEMPOTENCY_WINDOW: Final = timedelta(hours=24)
 #: The delivery's detail when its endpoint was disabled before it was delivered.
 ENDPOINT_DISABLED: Final = "endpoint_disabled"
+#: Why an endpoint disabled by hand (``enabled: false``) is disabled.  Its pending deliveries
+#: wait, unattempted, and resume when it is enabled again; any other reason (a ``410``)
+#: failed them.
+MANUAL_DISABLE_REASON: Final = "disabled by hand (admin API or CLI)"
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -388,6 +393,67 @@ class EventStore:
             f"could not save the secret of event endpoint {endpoint_id!r}: it kept changing"
         )
 
+    async def endpoint(self, tenant_id: str, endpoint_id: str) -> EventEndpoint | None:
+        """The tenant's endpoint ``endpoint_id``, or ``None`` (another tenant's included)."""
+        async with self._reading() as conn:
+            row = (
+                await conn.execute(
+                    select(_E).where(_E.c.id == endpoint_id, _E.c.tenant_id == tenant_id)
+                )
+            ).first()
+            return None if row is None else self._endpoint(row._mapping)
+
+    async def update_endpoint(
+        self, tenant_id: str, endpoint_id: str, changes: Mapping[str, object], *, now: datetime
+    ) -> EventEndpoint | None:
+        """Write validated ``changes`` (column: value) to the tenant's endpoint; ``None`` when
+        the tenant has no such endpoint.  An ``enabled`` change sets or clears the disabled
+        reason and time, which ``changes`` may give as ``disabled_reason``."""
+        values: dict[str, object] = {**changes, "updated_at": now}
+        if "event_types" in values:
+            values["event_types"] = list(cast(Sequence[str], values["event_types"]))
+        async with self._writing() as conn:
+            row = (
+                await conn.execute(
+                    select(_E.c.enabled).where(_E.c.id == endpoint_id, _E.c.tenant_id == tenant_id)
+                )
+            ).first()
+            if row is None:
+                return None
+            if values.get("enabled") is True:
+                values.update(disabled_reason=None, disabled_at=None)
+            elif values.get("enabled") is False and row.enabled:
+                values.setdefault("disabled_reason", MANUAL_DISABLE_REASON)
+                values["disabled_at"] = now
+            else:  # disabling a disabled endpoint keeps its reason and time
+                values.pop("disabled_reason", None)
+            await conn.execute(
+                update(_E)
+                .where(_E.c.id == endpoint_id, _E.c.tenant_id == tenant_id)
+                .values(**values)
+            )
+            found = (await conn.execute(select(_E).where(_E.c.id == endpoint_id))).one()
+            return self._endpoint(found._mapping)
+
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
+        """Delete the tenant's endpoint with its deliveries and their attempts (the events
+        stay); ``False`` when the tenant has no such endpoint.  An attempt in flight then
+        records nothing."""
+        owned = select(_D.c.id).where(_D.c.endpoint_id == endpoint_id)
+        async with self._writing() as conn:
+            found = (
+                await conn.execute(
+                    select(_E.c.id).where(_E.c.id == endpoint_id, _E.c.tenant_id == tenant_id)
+                )
+            ).first()
+            if found is None:
+                return False
+            # explicit, not ON DELETE CASCADE: SQLite enforces foreign keys only when asked
+            await conn.execute(delete(_A).where(_A.c.delivery_id.in_(owned)))
+            await conn.execute(delete(_D).where(_D.c.endpoint_id == endpoint_id))
+            await conn.execute(delete(_E).where(_E.c.id == endpoint_id))
+        return True
+
     def _endpoint(self, row: RowMapping) -> EventEndpoint:
         pending: str | None = row["pending_secret"]
         return EventEndpoint(
@@ -685,7 +751,7 @@ class EventStore:
                 await conn.execute(
                     select(_D.c.id, _D.c.endpoint_id, _E.c.ordered, _E.c.timeout_seconds)
                     .join(_E, _E.c.id == _D.c.endpoint_id)
-                    .where(*_claimable(now), *_not_blocked(saturated))
+                    .where(*_claimable(now), *_not_blocked(saturated), _E.c.enabled.is_(True))
                     .order_by(_D.c.next_attempt_at, _D.c.id)
                     .limit(limit * 4)
                 )
@@ -726,10 +792,10 @@ class EventStore:
                 await conn.execute(
                     select(_E.c.timeout_seconds)
                     .join(_D, _D.c.endpoint_id == _E.c.id)
-                    .where(_D.c.id == delivery_id)
+                    .where(_D.c.id == delivery_id, _E.c.enabled.is_(True))
                 )
             ).scalar_one_or_none()
-            if timeout is None:
+            if timeout is None:  # no such delivery, or its endpoint is disabled
                 return None
             result = await conn.execute(
                 update(_D)
@@ -822,7 +888,9 @@ class EventStore:
         async with self._reading() as conn:
             found: datetime | None = (
                 await conn.execute(
-                    select(func.min(due)).where(_D.c.status == PENDING, *_not_blocked(saturated))
+                    select(func.min(due))
+                    .join_from(_D, _E, _E.c.id == _D.c.endpoint_id)
+                    .where(_D.c.status == PENDING, _E.c.enabled.is_(True), *_not_blocked(saturated))
                 )
             ).scalar_one()
         return found
@@ -942,10 +1010,17 @@ class EventStore:
         status: str = settlement.status
         next_at, detail = settlement.next_attempt_at, settlement.detail
         if status == PENDING and settlement.disable_reason is None:
-            enabled = (
-                await conn.execute(select(_E.c.enabled).where(_E.c.id == claim.endpoint_id))
-            ).scalar_one_or_none()
-            if not enabled:  # disabled meanwhile: no more attempts
+            endpoint = (
+                await conn.execute(
+                    select(_E.c.enabled, _E.c.disabled_reason).where(_E.c.id == claim.endpoint_id)
+                )
+            ).first()
+            # disabled meanwhile: no more attempts; by hand, it waits with the others
+            if (
+                endpoint is not None
+                and not endpoint.enabled
+                and endpoint.disabled_reason != MANUAL_DISABLE_REASON
+            ):
                 status, next_at, detail = FAILED, None, ENDPOINT_DISABLED
         attempts = claim.attempt if settlement.attempt is not None else claim.attempt - 1
         result = await conn.execute(

@@ -12,6 +12,7 @@ from typing import Literal
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 Trigger = Literal["scheduled", "manual"]
+EndpointStatus = Literal["active", "disabled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,12 @@ class EventEndpoint:
     pending_since: datetime | None = None
     #: When the pending secret signs by itself if nobody promotes it first (UTC).
     pending_promotes_at: datetime | None = None
+
+    @property
+    def status(self) -> EndpointStatus:
+        """``active``, or ``disabled`` (``disabled_reason`` and ``disabled_at`` say why and
+        since when)."""
+        return "active" if self.enabled else "disabled"
 
 
 @dataclass(frozen=True, slots=True)
