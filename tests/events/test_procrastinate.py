@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
 from vizochok_dispatch import Dispatcher, EventDelivery, InvalidConfig
 from vizochok_dispatch._cli import main
-from vizochok_dispatch.events._procrastinate import SCHEMA, slot_lock
+from vizochok_dispatch.events._procrastinate import DELIVER_TASK, SCHEMA, slot_lock
 
 from .support import KEYS, LOOPBACK_NETWORKS, example, settings_for, wait_for
 
@@ -309,6 +309,50 @@ async def test_a_delivery_whose_job_was_lost_is_found_by_the_sweep(
         await group.stop()
     assert server.received[0].headers["x-vizochok-delivery"] == event.id
     assert "event_queue.requeued" in group.log(0)
+
+
+@pytest.mark.postgres
+async def test_a_disabled_endpoints_job_waits_for_it_to_be_enabled(
+    postgres_url: str, receiver: tuple[LoopbackServer, Receiver], tmp_path: Path
+) -> None:
+    """Disabled by hand: its job ends unattempted; enabled again, the sweep delivers it."""
+    server, _ = receiver
+    async with (
+        _publisher(postgres_url) as d,
+        workers(postgres_url, tmp_path) as group,
+    ):
+        ep = await d.events.create_endpoint(
+            "tenant-1", url=server.url("/paused"), event_types=["order.*"]
+        )
+        event = await d.events.publish("tenant-1", "order.created", data=example())
+        await d.events.update_endpoint("tenant-1", ep.id, enabled=False)
+        await group.start()
+        engine = create_async_engine(postgres_url)
+        try:
+
+            async def jobs_left() -> int:
+                async with engine.connect() as conn:
+                    found = await conn.execute(
+                        text(
+                            f"SELECT count(*) FROM {SCHEMA}.procrastinate_jobs "  # noqa: S608 - constants
+                            "WHERE task_name = :task"
+                        ),
+                        {"task": DELIVER_TASK},
+                    )
+                    return int(found.scalar_one())
+
+            async with asyncio.timeout(60):
+                while await jobs_left():  # noqa: ASYNC110 - polls the queue, bounded
+                    await asyncio.sleep(0.05)
+        finally:
+            await engine.dispose()
+        assert server.received == [], "no attempt while disabled"
+        (waiting,) = await d.events.deliveries("tenant-1")
+        assert (waiting.status, waiting.attempts) == ("pending", ())
+        await d.events.update_endpoint("tenant-1", ep.id, enabled=True)
+        await wait_for(lambda: len(server.received) == 1, seconds=60)
+        await group.stop()
+    assert server.received[0].headers["x-vizochok-delivery"] == event.id
 
 
 # -- refusals and the CLI ----------------------------------------------------------------------

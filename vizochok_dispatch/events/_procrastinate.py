@@ -323,6 +323,8 @@ class ProcrastinateQueue:
             state = await self._state(target)
             if state is None:
                 return  # gone with its endpoint
+            if not state.enabled:
+                return  # paused: enabled again, the sweep defers its job
             if state.ordered:
                 if state.head_id is None:
                     return  # nothing pending on the endpoint

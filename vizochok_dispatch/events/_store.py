@@ -154,6 +154,9 @@ class DeliveryState:
     claimed_until: datetime | None
     #: An ordered endpoint's head: its pending delivery with the lowest sequence.
     head_id: str | None
+    #: ``False`` while the endpoint is disabled: nothing is claimable, its job has no work
+    #: (enabled again, the sweep defers a job for each due delivery).
+    enabled: bool = True
 
 
 def _secret_name(tenant_id: str, endpoint_id: str) -> str:
@@ -917,6 +920,7 @@ class EventStore:
                     _D.c.next_attempt_at,
                     _D.c.claimed_until,
                     case((_E.c.ordered.is_(True), head_id), else_=None).label("head_id"),
+                    _E.c.enabled,
                 )
                 .join(_E, _E.c.id == _D.c.endpoint_id)
                 .where(_D.c.id.in_(list(ids)))
@@ -930,17 +934,21 @@ class EventStore:
                     next_attempt_at=row.next_attempt_at,
                     claimed_until=row.claimed_until,
                     head_id=row.head_id,
+                    enabled=bool(row.enabled),
                 )
                 for row in rows
             ]
 
     async def overdue(self, *, before: datetime, limit: int) -> list[str]:
-        """Pending deliveries due before ``before`` that no worker holds, oldest first: what
-        a job queue's sweep checks for a lost job."""
+        """Pending deliveries due before ``before`` that no worker holds, of enabled
+        endpoints, oldest first: what a job queue's sweep checks for a lost job (so the
+        deliveries of an endpoint enabled again get their jobs from it)."""
         async with self._reading() as conn:
             rows = await conn.execute(
                 select(_D.c.id)
+                .join(_E, _E.c.id == _D.c.endpoint_id)
                 .where(
+                    _E.c.enabled.is_(True),
                     _D.c.status == PENDING,
                     _D.c.next_attempt_at <= before,
                     or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= before),
