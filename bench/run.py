@@ -346,7 +346,7 @@ def write_results(
 
 def main() -> int:
     # bench.events reuses this module's helpers: imported here, once this module is whole
-    from bench import events  # noqa: PLC0415
+    from bench import events, overhead  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
@@ -354,10 +354,12 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        default="core,memory,tenants,events",
-        help="rows to run: core, memory, tenants (the synchronous table); events (all of "
-        "publish, latency and memory below), events-publish, events-latency, events-memory",
+        default="core,memory,tenants,overhead,events",
+        help="rows to run: core, memory, tenants (the synchronous table); overhead (metrics, "
+        "traces and the call log on vs off); events (all of publish, latency and memory "
+        "below), events-publish, events-latency, events-memory",
     )
+    overhead.add_arguments(parser)
     events.add_arguments(parser)
     args = parser.parse_args()
     # Production logs these events through the host's structlog setup; the benchmark keeps
@@ -381,5 +383,6 @@ def main() -> int:
         )
         if sync:
             write_results(rows, mem, ten, args)
+        overhead.run(nginx, args, db_dir, sections)
         events.run(nginx, args, db_dir, sections)
     return 0

@@ -164,3 +164,19 @@ async def test_a_metrics_token_is_required_when_set(tmp_path: Path):
         assert (await o.client.get("/metrics", headers=wrong)).status_code == 401
         right = {"Authorization": "Bearer scrape-token-0123"}
         assert (await o.client.get("/metrics", headers=right)).status_code == 200
+
+
+def test_histogram_buckets_follow_prometheus_le():
+    """A value on a bucket bound counts in that bucket; one past 30 s only in +Inf."""
+    metrics = Metrics(CollectorRegistry())
+    series = metrics.webhook("t", "products")
+    for seconds in (0.005, 0.0051, 30.0, 31.0):
+        series.attempt(None, seconds)
+    found = samples(generate_latest(metrics.registry).decode())
+    bucket = "vizochok_webhook_attempt_duration_seconds_bucket"
+    assert value(found, bucket, webhook="products", le="0.005") == 1
+    assert value(found, bucket, webhook="products", le="0.01") == 2
+    assert value(found, bucket, webhook="products", le="30.0") == 3
+    assert value(found, bucket, webhook="products", le="+Inf") == 4
+    total = value(found, "vizochok_webhook_attempt_duration_seconds_sum", webhook="products")
+    assert total == pytest.approx(61.0101)

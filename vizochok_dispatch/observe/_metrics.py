@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -33,7 +34,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 _log = structlog.get_logger("vizochok_dispatch")
@@ -117,55 +123,87 @@ class Backlog:
     disabled_endpoints: int
 
 
-class WebhookSeries:
-    """The children of one webhook's series (and one tenant's, with tenant labels).
+class _Histogram:
+    """One histogram's buckets (per :data:`LATENCY_BUCKETS`, then +Inf) and sum."""
 
-    Made once and kept: recording is a dict lookup and the increments.
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # the first bucket whose bound is >= seconds: Prometheus' ``le``
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative counts by ``le``, as the exposition format wants them."""
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(_LE, self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+def float_label(bound: float) -> str:
+    """An ``le`` value as prometheus_client writes it (``0.005``, ``1.0``)."""
+    return repr(float(bound))
+
+
+_LE: Final = (*map(float_label, LATENCY_BUCKETS), "+Inf")
+
+
+class WebhookSeries:
+    """The counts of one webhook (and one tenant's, with tenant labels).
+
+    The call path only adds to plain numbers here (one event loop owns a dispatcher, so no
+    lock is needed, and a call costs well under a microsecond); a scrape turns them into
+    Prometheus counters and histograms (:class:`_ScrapeTime`).
     """
 
     __slots__ = (
-        "_attempts",
-        "_call_seconds",
-        "_calls",
-        "_labels",
-        "_metrics",
         "attempt_seconds",
+        "attempts",
         "bulkhead_rejections",
+        "call_failure_seconds",
+        "call_ok_seconds",
+        "calls",
+        "labels",
         "retries",
     )
 
-    def __init__(self, metrics: Metrics, labels: tuple[str, ...]) -> None:
-        self._metrics = metrics
-        self._labels = labels
-        self._calls: dict[str | None, Counter] = {}
-        self._attempts: dict[str | None, Counter] = {}
-        self._call_seconds = {
-            "ok": metrics.call_seconds.labels(*labels, "ok"),
-            "failure": metrics.call_seconds.labels(*labels, "failure"),
-        }
-        self.attempt_seconds = metrics.attempt_seconds.labels(*labels)
-        self.retries = metrics.retries.labels(*labels)
-        self.bulkhead_rejections = metrics.bulkhead_rejections.labels(*labels)
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = labels
+        #: Calls and attempts by failure detail (``None``: success).
+        self.calls: dict[str | None, int] = {}
+        self.attempts: dict[str | None, int] = {}
+        self.call_ok_seconds = _Histogram()
+        self.call_failure_seconds = _Histogram()
+        self.attempt_seconds = _Histogram()
+        self.retries = 0
+        self.bulkhead_rejections = 0
 
     def call(self, detail: str | None, seconds: float) -> None:
         """One call ended with ``detail`` (``None``: success) after ``seconds``."""
-        child = self._calls.get(detail)
-        if child is None:
-            child = self._calls[detail] = self._child(self._metrics.calls, detail)
-        child.inc()
-        self._call_seconds["ok" if detail is None else "failure"].observe(seconds)
+        calls = self.calls
+        calls[detail] = calls.get(detail, 0) + 1
+        (self.call_ok_seconds if detail is None else self.call_failure_seconds).observe(seconds)
 
     def attempt(self, detail: str | None, seconds: float) -> None:
         """One attempt (one HTTP request) ended with ``detail`` after ``seconds``."""
-        child = self._attempts.get(detail)
-        if child is None:
-            child = self._attempts[detail] = self._child(self._metrics.attempts, detail)
-        child.inc()
+        attempts = self.attempts
+        attempts[detail] = attempts.get(detail, 0) + 1
         self.attempt_seconds.observe(seconds)
 
-    def _child(self, family: Counter, detail: str | None) -> Counter:
-        outcome = "ok" if detail is None else "failure"
-        return family.labels(*self._labels, outcome, detail_label(detail))
+    def retried(self) -> None:
+        """An attempt after the first is about to be made."""
+        self.retries += 1
+
+    def rejected(self) -> None:
+        """A call was refused because the tenant had too many in flight."""
+        self.bulkhead_rejections += 1
 
 
 class Metrics:
@@ -195,44 +233,6 @@ class Metrics:
         r = self.registry
         who = ("tenant", "webhook") if tenant_labels else ("webhook",)
         per = ("tenant",) if tenant_labels else ()
-        self.calls = Counter(
-            "vizochok_webhook_calls",
-            "Synchronous webhook calls, by webhook, outcome (ok, failure) and failure detail.",
-            [*who, "outcome", "detail"],
-            registry=r,
-        )
-        self.call_seconds = Histogram(
-            "vizochok_webhook_call_duration_seconds",
-            "Synchronous webhook calls' duration, config lookup and retries included.",
-            [*who, "outcome"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.attempts = Counter(
-            "vizochok_webhook_attempts",
-            "HTTP requests made for synchronous webhook calls, by outcome and detail.",
-            [*who, "outcome", "detail"],
-            registry=r,
-        )
-        self.attempt_seconds = Histogram(
-            "vizochok_webhook_attempt_duration_seconds",
-            "One HTTP request's duration (connect, send, read the answer).",
-            list(who),
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.retries = Counter(
-            "vizochok_webhook_retries",
-            "Synchronous webhook attempts after the first (a 5xx retried).",
-            list(who),
-            registry=r,
-        )
-        self.bulkhead_rejections = Counter(
-            "vizochok_webhook_bulkhead_rejections",
-            "Calls refused at once because the tenant had too many in flight.",
-            list(who),
-            registry=r,
-        )
         self.circuit_transitions = Counter(
             "vizochok_webhook_circuit_transitions",
             "Circuit state changes, by webhook and the states before and after.",
@@ -302,7 +302,7 @@ class Metrics:
         series = self._series.get(key)
         if series is None:
             labels = (tenant_id, webhook) if self.tenant_labels else (webhook,)
-            series = self._series[key] = WebhookSeries(self, labels)
+            series = self._series[key] = WebhookSeries(labels)
         return series
 
     def circuit_changed(self, tenant_id: str, webhook: str, before: str, after: str) -> None:
@@ -381,6 +381,7 @@ class _ScrapeTime(Collector):
 
     def collect(self) -> Iterator[Metric]:
         metrics = self._metrics
+        yield from self._webhook_series(list(metrics._series.values()), metrics.tenant_labels)
         if metrics._circuits is not None:
             yield self._circuit_gauge(metrics._circuits(), tenant=metrics.tenant_labels)
         if metrics._cache is not None:
@@ -414,6 +415,59 @@ class _ScrapeTime(Collector):
                 "Call log entries waiting to be written.",
                 value=log.queued,
             )
+
+    @staticmethod
+    def _webhook_series(every: list[WebhookSeries], tenant: bool) -> Iterator[Metric]:
+        who = ["tenant", "webhook"] if tenant else ["webhook"]
+        calls = CounterMetricFamily(
+            "vizochok_webhook_calls",
+            "Synchronous webhook calls, by webhook, outcome (ok, failure) and failure detail.",
+            labels=[*who, "outcome", "detail"],
+        )
+        attempts = CounterMetricFamily(
+            "vizochok_webhook_attempts",
+            "HTTP requests made for synchronous webhook calls, by outcome and detail.",
+            labels=[*who, "outcome", "detail"],
+        )
+        call_seconds = HistogramMetricFamily(
+            "vizochok_webhook_call_duration_seconds",
+            "Synchronous webhook calls' duration, config lookup and retries included.",
+            labels=[*who, "outcome"],
+        )
+        attempt_seconds = HistogramMetricFamily(
+            "vizochok_webhook_attempt_duration_seconds",
+            "One HTTP request's duration (connect, send, read the answer).",
+            labels=who,
+        )
+        retries = CounterMetricFamily(
+            "vizochok_webhook_retries",
+            "Synchronous webhook attempts after the first (a 5xx retried).",
+            labels=who,
+        )
+        rejections = CounterMetricFamily(
+            "vizochok_webhook_bulkhead_rejections",
+            "Calls refused at once because the tenant had too many in flight.",
+            labels=who,
+        )
+        for series in every:
+            labels = list(series.labels)
+            for family, counts in ((calls, series.calls), (attempts, series.attempts)):
+                for detail, count in list(counts.items()):
+                    outcome = "ok" if detail is None else "failure"
+                    family.add_metric([*labels, outcome, detail_label(detail)], count)
+            for outcome, histogram in (
+                ("ok", series.call_ok_seconds),
+                ("failure", series.call_failure_seconds),
+            ):
+                call_seconds.add_metric(
+                    [*labels, outcome], histogram.buckets(), sum_value=histogram.total
+                )
+            attempt_seconds.add_metric(
+                labels, series.attempt_seconds.buckets(), sum_value=series.attempt_seconds.total
+            )
+            retries.add_metric(labels, series.retries)
+            rejections.add_metric(labels, series.bulkhead_rejections)
+        yield from (calls, attempts, call_seconds, attempt_seconds, retries, rejections)
 
     @staticmethod
     def _circuit_gauge(circuits: Iterable[tuple[str, str, str]], *, tenant: bool) -> Metric:

@@ -15,7 +15,8 @@ endpoint ids) and the URL without its query: never a header, secret, signature o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -57,27 +58,41 @@ def url_without_query(url: str) -> str:
 
 
 class Tracing:
-    """Where spans go: ``provider`` (default: the global one, looked up on each call, so a
-    provider the host installs later is used); ``enabled=False`` makes none."""
+    """Where spans go: ``provider`` (default: the global one, so a provider the host installs
+    later is used, from at most ``recheck_seconds`` after); ``enabled=False`` makes none."""
 
-    def __init__(self, *, enabled: bool = True, provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        provider: TracerProvider | None = None,
+        recheck_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         self._provider = provider
-        self._for: TracerProvider | None = None
         self._tracer: Tracer | None = None
+        self._recheck_seconds = recheck_seconds
+        self._clock = clock
+        #: While no SDK is installed: when to look at the global provider again (looking
+        #: costs a few environment reads, too much for every call).
+        self._next_look = float("-inf")
         self._urls: dict[str, dict[str, AttributeValue]] = {}
 
     def tracer(self) -> Tracer | None:
         """The tracer to use now, or ``None`` when spans would go nowhere (no SDK installed,
         or tracing off): then the caller makes none."""
-        if not self.enabled:
+        if self._tracer is not None or not self.enabled:
+            return self._tracer if self.enabled else None
+        now = self._clock()
+        if now < self._next_look:
             return None
         provider = self._provider if self._provider is not None else trace.get_tracer_provider()
-        if provider is not self._for:
-            if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-                return None
-            self._tracer = provider.get_tracer(SCOPE, __version__)
-            self._for = provider
+        if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+            self._next_look = now + self._recheck_seconds
+            return None
+        # A real provider stays: the API lets the global one be set only once.
+        self._tracer = provider.get_tracer(SCOPE, __version__)
         return self._tracer
 
     def request_attributes(self, method: str, url: str, attempt: int) -> dict[str, AttributeValue]:

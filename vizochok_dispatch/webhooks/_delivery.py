@@ -169,7 +169,7 @@ class Deliverer:
             await self._sleep(delay)
             number += 1
             if series is not None:
-                series.retries.inc()
+                series.retried()
         return Delivery(
             delivery_id=delivery_id,
             url=url,

@@ -771,7 +771,7 @@ def _log_circuit_change(key: BreakerKey, before: CircuitState, after: CircuitSta
 
 def _count_rejection(series: WebhookSeries | None) -> None:
     if series is not None:
-        series.bulkhead_rejections.inc()
+        series.rejected()
 
 
 def _failure_of(result: object) -> str | None:
