@@ -510,3 +510,10 @@ def _call_line(call: LoggedCall) -> str:
             f"delivery {call.delivery_id or '-'}",
         ]
     )
+
+
+# -- event webhooks (their own module; it uses the helpers above) -----------------------------
+
+from ._events_cli import events  # noqa: E402 - imported once main and the helpers exist
+
+main.add_command(events)

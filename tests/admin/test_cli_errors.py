@@ -36,12 +36,36 @@ def _commands_taking_a_tenant() -> list[tuple[str, ...]]:
     return found
 
 
+def _other_required(command: tuple[str, ...]) -> list[str]:
+    """A placeholder for each required argument (after TENANT) and option of ``command``, so
+    that only the tenant can be wrong."""
+    found: click.Command = main
+    for name in command:
+        assert isinstance(found, click.Group)
+        found = found.commands[name]
+    extra: list[str] = []
+    for param in found.params:
+        if isinstance(param, click.Argument) and param.required and param.name != "tenant":
+            extra.append("x")
+        elif isinstance(param, click.Option) and param.required:
+            extra += [param.opts[0], "x"]
+    return extra
+
+
 TENANT_COMMANDS = _commands_taking_a_tenant()
 
 
 def test_the_commands_taking_a_tenant_are_found() -> None:
     """CLI: the walk finds the commands that take TENANT (the parametrisation is not empty)."""
     assert {("keys", "create"), ("keys", "list"), ("test-fire",)} <= set(TENANT_COMMANDS)
+    assert {
+        ("events", "endpoints", "list"),
+        ("events", "endpoints", "create"),
+        ("events", "endpoints", "disable"),
+        ("events", "endpoints", "enable"),
+        ("events", "publish"),
+        ("events", "deliveries"),
+    } <= set(TENANT_COMMANDS)
 
 
 @pytest.fixture
@@ -62,7 +86,7 @@ def test_an_unknown_tenant_is_one_line_and_exit_1_in_every_command(
     cli: Callable[..., Result], command: tuple[str, ...], tenant: str
 ) -> None:
     """CLI: every command taking TENANT answers an unknown one alike: exit 1, one line."""
-    result = cli(*command, tenant)
+    result = cli(*command, tenant, *_other_required(command))
     assert result.exit_code == 1
     assert result.stderr == f"Error: no tenant {tenant!r}\n"
     assert result.stdout == ""
