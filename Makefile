@@ -48,6 +48,7 @@ run: $(STAMP) ## Start the admin API on the embedded SQLite default (./vizochok.
 	$(BIN)/vizochok-dispatch db upgrade
 	@echo "Create a tenant and its API key: $(BIN)/vizochok-dispatch tenants create NAME"
 	@echo "(local tenant backends: VIZOCHOK_ALLOW_HTTP=true VIZOCHOK_ALLOWED_NETWORKS=127.0.0.0/8 make run)"
+	@echo "Admin panel: http://127.0.0.1:$(PORT)/panel/ (sign in with the tenant's API key)"
 	$(BIN)/vizochok-dispatch serve --host 127.0.0.1 --port $(PORT)
 
 clean: ## Remove the virtualenv, caches and the demo's database

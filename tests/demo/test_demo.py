@@ -19,6 +19,7 @@ pytestmark = pytest.mark.loopback
 
 KEY_LINES = [
     "== Setup: tenants configure their webhooks through the admin API",
+    "/panel/ (sign in with a tenant's API key; HTTP 200)",
     "PATCH /api/v1/admin/webhooks as fresh-market  -> HTTP 200, secret whsec_…",
     "full secret: None",
     "PATCH refused -> HTTP 422 timeout_seconds: must be between 0.1 and 30.0 seconds",

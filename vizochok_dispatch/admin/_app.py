@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .._exceptions import InvalidCall
 from .._version import __version__
 from ..http._destinations import HostResolver, system_resolve
+from ..tenants._sessions import PanelSessions
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._tenants import TenantDirectory
 from ..webhooks._dispatcher import Dispatcher
@@ -34,6 +35,7 @@ from ._errors import ApiError, error_body, install_error_handlers
 from ._event_routes import router as event_router
 from ._operations import router as operations_router
 from ._routes import errors_beside_shape_errors, router
+from .panel import install_panel
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -79,6 +81,7 @@ def create_admin_app(
                     limit=chosen.admin_test_fires_per_minute, period_seconds=60.0, clock=clock
                 ),
                 resolve=resolve,
+                sessions=_sessions(active, chosen),
             )
             _log.info("admin.started", production=chosen.is_production())
             yield
@@ -102,8 +105,18 @@ def create_admin_app(
     app.include_router(call_router)
     app.include_router(operations_router)
     app.include_router(event_router)
+    install_panel(app)
     app.add_middleware(AdminGuard, max_body_bytes=chosen.admin_max_body_bytes)
     return app
+
+
+def _sessions(dispatcher: Dispatcher, settings: DispatchSettings) -> PanelSessions | None:
+    inner = dispatcher.store.inner
+    if not isinstance(inner, SqlConfigStore):
+        return None
+    return PanelSessions.for_store(
+        inner, lifetime_seconds=settings.panel_session_seconds, now=dispatcher.now
+    )
 
 
 def _directory(dispatcher: Dispatcher) -> TenantDirectory:

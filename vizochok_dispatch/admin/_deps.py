@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..http._destinations import HostResolver
+from ..tenants._sessions import PanelSessions
 from ..tenants._tenants import Tenant, TenantDirectory
 from ..webhooks._dispatcher import Dispatcher
 from ..webhooks._ratelimit import RateLimiter
@@ -50,6 +51,8 @@ class AdminContext:
     tenants: TenantDirectory
     limiter: RateLimiter
     resolve: HostResolver
+    #: The admin panel's sessions; ``None`` when the config store is not SQL (no panel).
+    sessions: PanelSessions | None = None
 
     async def authenticate(self, request: Request) -> Tenant | None:
         """The tenant of the request's key, or ``None`` (the same work either way)."""

@@ -156,6 +156,11 @@ class _Demo:
         t.heading("Setup: tenants configure their webhooks through the admin API")
         t.say(f"tenant backends: {self.base}/<tenant>/api/vizochok/... (uvicorn, this process)")
         t.say(f"admin API:       {self.admin.base_url} (uvicorn, this process; docs at /docs)")
+        signing_in = await self.admin.get("/panel/sign-in")
+        t.say(
+            f"admin panel:     {self.admin.base_url}/panel/ (sign in with a tenant's API key; "
+            f"HTTP {signing_in.status_code})"
+        )
         t.say(f"config store:    {database_url}")
         store = self.dispatcher.store.inner
         assert isinstance(store, SqlConfigStore)  # noqa: S101 - from_database_url built it

@@ -89,6 +89,27 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class PanelSessionRow(Base):
+    """A signed-in admin panel session: the browser holds a random token, the database its
+    SHA-256 (``tenants._sessions``); the session lasts while its API key is not revoked."""
+
+    __tablename__ = "panel_sessions"
+
+    #: Lowercase hex SHA-256 of the cookie's token.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    #: The key signed in with; revoking it ends the session.
+    key_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    #: The token every form of the session carries (``csrf_token``).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 def encrypted_secret_columns() -> list[Column[str]]:
     """Every column marked :data:`ENCRYPTED_SECRET` on :class:`Base`, in table order.
 

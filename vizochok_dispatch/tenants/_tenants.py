@@ -238,13 +238,25 @@ class TenantDirectory:
         The token is hashed and looked up whatever its shape, so a missing, malformed,
         unknown or revoked key costs one hash and one indexed query, like a valid one.
         """
+        found = await self.authenticate_key(presented)
+        return None if found is None else found[0]
+
+    async def authenticate_key(self, presented: str | None) -> tuple[Tenant, str] | None:
+        """:meth:`authenticate`, with the public id (``key_...``) of the key that matched:
+        the admin panel ties a session to it, so revoking the key ends the session."""
         token = (presented or "")[:MAX_PRESENTED_CHARS]
         digest = hash_api_key(token)
         await self._ready()
         async with self._guard(), self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(_KEYS.c.key_hash, _TENANTS.c.id, _TENANTS.c.name, _TENANTS.c.created_at)
+                    select(
+                        _KEYS.c.key_hash,
+                        _KEYS.c.id.label("key_id"),
+                        _TENANTS.c.id,
+                        _TENANTS.c.name,
+                        _TENANTS.c.created_at,
+                    )
                     .join(_TENANTS, _TENANTS.c.id == _KEYS.c.tenant_id)
                     .where(_KEYS.c.key_hash == digest, _KEYS.c.revoked_at.is_(None))
                 )
@@ -253,7 +265,7 @@ class TenantDirectory:
         matched = hmac.compare_digest(stored, digest)
         if row is None or not matched or not looks_like_api_key(token):
             return None
-        return Tenant(id=row.id, name=row.name, created_at=_utc(row.created_at))
+        return Tenant(id=row.id, name=row.name, created_at=_utc(row.created_at)), row.key_id
 
 
 def _utc(value: Any) -> datetime | None:  # noqa: ANN401 - a driver's datetime (or None)

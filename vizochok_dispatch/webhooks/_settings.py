@@ -113,6 +113,12 @@ class DispatchSettings(BaseSettings):
     admin_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     #: Test-fires one tenant may make per minute through the admin API.
     admin_test_fires_per_minute: int = Field(default=10, ge=1, le=10_000)
+    #: Seconds an admin panel session lasts from sign-in (8 h); revoking its key ends it
+    #: sooner.
+    panel_session_seconds: float = Field(default=8 * 3600.0, ge=60, le=30 * 24 * 3600)
+    #: Mark the panel's cookie ``Secure``: ``None`` when the request came over https; true
+    #: always (behind a TLS proxy that does not forward ``X-Forwarded-Proto``); false never.
+    panel_secure_cookie: bool | None = None
     #: The delays before an event delivery's attempts 2, 3, … (``"30s,5m"``: each a number
     #: and a unit, ms s m h d; ``none``: one attempt), kept exactly. Unset: three attempts in
     #: all, 5 min then 1 h apart, each delay lengthened by up to 25 % jitter.

@@ -1,0 +1,213 @@
+"""The admin panel in a real browser: Debian's chromium driven by playwright against the
+admin app under uvicorn on 127.0.0.1, configuring and testing a tenant backend (the receiver
+kit) on 127.0.0.1.  Screenshots of each page go to ``VIZOCHOK_PANEL_SCREENSHOTS`` (a
+directory), or to the test's ``tmp_path``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.admin.support import LOOPBACK_NETWORKS, FakeResolver, admin_settings_for
+from vizochok_dispatch import Dispatcher, IssuedKey, TenantDirectory
+from vizochok_dispatch.admin import create_admin_app
+from vizochok_dispatch.receiver import (
+    CartLine,
+    CartOperation,
+    CartQuery,
+    CartReply,
+    Product,
+    ProductsQuery,
+    create_receiver_app,
+)
+from vizochok_dispatch.receiver.testing import serve_on_loopback
+
+from .support import chromium_or_skip
+
+pytestmark = [pytest.mark.loopback, pytest.mark.timeout(90)]
+
+#: playwright's own bound on each wait (milliseconds): a step that hangs fails fast.
+STEP_MS = 10_000
+
+
+@dataclass
+class Shop:
+    """A tenant backend on the receiver kit; it accepts the secrets listed in ``secrets``."""
+
+    secrets: list[str] = field(default_factory=lambda: ["not-known-yet-000000000000000000"])
+
+    async def check_products(self, query: ProductsQuery) -> list[Product]:
+        return [Product(sku=sku, price=Decimal("45.90"), in_stock=True) for sku in query.skus]
+
+    async def cart_operation(self, operation: CartOperation) -> CartReply:
+        return CartReply.accepted()
+
+    async def load_cart(self, query: CartQuery) -> list[CartLine]:
+        return [CartLine(sku="milk-001", name="Milk", price=Decimal("45.90"), quantity=Decimal(2))]
+
+
+@dataclass
+class Running:
+    admin: str
+    shop_base: str
+    shop: Shop
+    dispatcher: Dispatcher
+    key_a: IssuedKey
+    key_b: IssuedKey
+    shots: Path
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where the screenshots go."""
+    chosen = Path(os.environ.get("VIZOCHOK_PANEL_SCREENSHOTS") or tmp_path / "screenshots")
+    chosen.mkdir(parents=True, exist_ok=True)
+    return chosen
+
+
+@pytest.fixture
+async def running(tmp_path: Path, shots: Path) -> AsyncIterator[Running]:
+    chromium_or_skip()
+    url = f"sqlite+aiosqlite:///{tmp_path}/panel.db"
+    settings = admin_settings_for(url, allow_http=True, allowed_networks=LOOPBACK_NETWORKS)
+    dispatcher = Dispatcher.from_settings(settings)
+    shop = Shop()
+    backend = create_receiver_app(
+        secret=lambda: shop.secrets,
+        check_products=shop.check_products,
+        cart_operation=shop.cart_operation,
+        load_cart=shop.load_cart,
+    )
+    app = create_admin_app(settings, dispatcher=dispatcher, resolve=FakeResolver())
+    async with (
+        dispatcher,
+        serve_on_loopback(backend) as shop_base,
+        serve_on_loopback(app) as admin_base,
+    ):
+        tenants: TenantDirectory = app.state.admin.tenants
+        _, key_a = await tenants.create_tenant("Market A", tenant_id="market-a")
+        _, key_b = await tenants.create_tenant("Market B", tenant_id="market-b")
+        yield Running(admin_base, shop_base, shop, dispatcher, key_a, key_b, shots)
+
+
+async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Running) -> None:
+    """Browser: sign in; a bad URL's error shows in place; fix it; roll and promote the
+    secret with the receiver following; test-fire and read the report; sign out; tenant B
+    sees none of it; a forged post without the CSRF token is refused."""
+    from playwright.async_api import async_playwright, expect  # noqa: PLC0415 - optional
+
+    shop = running.shop
+    base = running.shop_base
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_or_skip(), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            context = await browser.new_context(viewport={"width": 1100, "height": 900})
+            context.set_default_timeout(STEP_MS)
+            page = await context.new_page()
+
+            async def shot(name: str) -> None:
+                await page.screenshot(path=str(running.shots / f"{name}.png"), full_page=True)
+
+            # Sign in.
+            await page.goto(f"{running.admin}/panel/")
+            await expect(page).to_have_url(f"{running.admin}/panel/sign-in")
+            await shot("sign-in")
+            await page.get_by_label("Your API key").fill(running.key_a.key)
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page).to_have_url(f"{running.admin}/panel/webhooks")
+            await expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+
+            # A bad URL: its error in place, what was typed kept.
+            await page.get_by_label("Products URL").fill("ftp://shop.example/products")
+            await page.get_by_label("Cart URL", exact=True).fill(f"{base}/api/vizochok/cart")
+            await page.get_by_label("Cart GET URL").fill(f"{base}/api/vizochok/cart/items")
+            await page.get_by_label("Timeout (seconds)").fill("3")
+            await page.get_by_role("button", name="Save").click()
+            error = page.locator("#e-products_url")
+            await expect(error).to_contain_text("Products URL must be")
+            await expect(page.get_by_label("Products URL")).to_have_attribute(
+                "aria-invalid", "true"
+            )
+            await shot("webhooks-error")
+
+            # Fixed: saved, and the first secret shown once.
+            await page.get_by_label("Products URL").fill(f"{base}/api/vizochok/check-products")
+            await page.get_by_role("button", name="Save").click()
+            await expect(page.locator("#e-products_url")).to_have_count(0)
+            first = await page.locator("#shown-secret").input_value()
+            assert first.startswith("whsec_")
+            shop.secrets = [first]
+            await shot("webhooks-saved")
+
+            # Test-fire: the report for a person.
+            await page.get_by_role("link", name="Test").click()
+            await page.get_by_label("SKUs (products only)").fill("milk-001, bread-002")
+            await page.get_by_role("button", name="Send a test call").click()
+            report = page.locator("section.report")
+            await expect(report.locator("h2")).to_have_text("Passed: products")
+            await expect(report.get_by_role("cell", name="milk-001")).to_be_visible()
+            await expect(report.get_by_role("cell", name="45.90").first).to_be_visible()
+            await shot("test-report")
+
+            # Roll: pending shown once; the receiver takes both; promote.
+            await page.get_by_role("link", name="Webhooks").click()
+            await page.get_by_role("button", name="Roll a new secret").click()
+            pending = await page.locator("#shown-pending").input_value()
+            assert pending.startswith("whsec_") and pending != first
+            await expect(page.get_by_role("button", name="Copy")).to_be_visible()
+            await shot("webhooks-rolled")
+            shop.secrets = [first, pending]
+            await page.get_by_role("button", name="Promote the pending secret").click()
+            await expect(page.get_by_role("status")).to_contain_text("signs from now on")
+            await expect(page.locator("dl.facts")).to_contain_text(pending[-4:])
+            shop.secrets = [pending]  # the old one is gone from the receiver: still passes
+            await page.get_by_role("link", name="Test").click()
+            await page.get_by_role("button", name="Send a test call").click()
+            await expect(page.locator("section.report h2")).to_have_text("Passed: products")
+
+            # A failing call: every problem line rendered, the answer's body too.
+            shop.secrets = ["whsec_" + "z" * 43]
+            await page.get_by_role("button", name="Send a test call").click()
+            failed = page.locator("section.report")
+            await expect(failed.locator("h2")).to_contain_text("Failed: products")
+            await expect(failed.locator("ul.problems li").first).to_be_visible()
+            await shot("test-failed")
+
+            # A forged post (no CSRF token) with the session's own cookie: refused.
+            forged = await page.request.post(
+                f"{running.admin}/panel/webhooks/secret/roll",
+                form={"anything": "x"},
+            )
+            assert forged.status == 403
+
+            # Sign out: the pages are gone.
+            await page.get_by_role("button", name="Sign out").click()
+            await expect(page).to_have_url(f"{running.admin}/panel/sign-in?done=signed_out")
+            await page.goto(f"{running.admin}/panel/webhooks")
+            await expect(page).to_have_url(f"{running.admin}/panel/sign-in")
+
+            # Tenant B: its own empty settings, nothing of A's.
+            other = await (await browser.new_context()).new_page()
+            await other.goto(f"{running.admin}/panel/sign-in")
+            await other.get_by_label("Your API key").fill(running.key_b.key)
+            await other.get_by_role("button", name="Sign in").click()
+            await expect(other.get_by_label("Products URL")).to_have_value("")
+            content = await other.content()
+            assert base not in content and pending[-4:] not in content
+
+            # Phone width: the form still fits.
+            phone = await browser.new_context(viewport={"width": 375, "height": 800})
+            small = await phone.new_page()
+            await small.goto(f"{running.admin}/panel/sign-in")
+            width = await small.evaluate("document.documentElement.scrollWidth")
+            assert width <= 375
+            await small.screenshot(path=str(running.shots / "sign-in-phone.png"))
+        finally:
+            await browser.close()
