@@ -38,6 +38,9 @@ class Cell:
     raw: float
     instrumented: float
     plain: float
+    #: Client CPU time per call (µs): less disturbed than calls/s by other processes.
+    cpu_instrumented: float
+    cpu_plain: float
 
     @property
     def ratio_on(self) -> float:
@@ -97,22 +100,27 @@ async def overhead_rows(
         clients = {"raw aiohttp": raw, "instrumented": _products(on), "plain": _products(off)}
         for c in concurrency:
             rps: dict[str, list[float]] = {name: [] for name in clients}
+            cpu: dict[str, list[float]] = {name: [] for name in clients}
             for _ in range(rounds):
                 for name, call in clients.items():
                     stats = await measure(name, "fast", call, c, seconds, nginx)
                     assert stats.errors == 0, (name, stats.errors)
                     rps[name].append(stats.rps)
+                    cpu[name].append(stats.cpu_us_per_call)
             cell = Cell(
                 c,
                 statistics.median(rps["raw aiohttp"]),
                 statistics.median(rps["instrumented"]),
                 statistics.median(rps["plain"]),
+                statistics.median(cpu["instrumented"]),
+                statistics.median(cpu["plain"]),
             )
             cells.append(cell)
             print(
                 f"overhead c={c}: raw {cell.raw:,.0f}/s, instrumented {cell.instrumented:,.0f}/s "
                 f"({cell.ratio_on:.3f} x), plain {cell.plain:,.0f}/s ({cell.ratio_off:.3f} x), "
-                f"drop {cell.drop:+.1%}",
+                f"drop {cell.drop:+.1%}; CPU {cell.cpu_instrumented:.0f} vs "
+                f"{cell.cpu_plain:.0f} us/call",
                 flush=True,
             )
     return cells
@@ -136,14 +144,16 @@ def run(nginx: Nginx, args: argparse.Namespace, db_dir: Path, sections: set[str]
         f"{args.overhead_rounds} interleaved rounds of {args.seconds:g} s per client.",
         "",
         "| concurrency | raw aiohttp calls/s | instrumented calls/s | plain calls/s | "
-        "instrumented ÷ raw | plain ÷ raw | drop | within 5 % |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "instrumented ÷ raw | plain ÷ raw | drop | within 5 % | CPU µs/call instrumented | "
+        "CPU µs/call plain |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
     for cell in cells:
         out.append(
             f"| {cell.concurrency} | {cell.raw:,.0f} | {cell.instrumented:,.0f} | "
             f"{cell.plain:,.0f} | {cell.ratio_on:.3f} | {cell.ratio_off:.3f} | "
-            f"{cell.drop:+.1%} | {'yes' if cell.drop <= TARGET else 'no'} |"
+            f"{cell.drop:+.1%} | {'yes' if cell.drop <= TARGET else 'no'} | "
+            f"{cell.cpu_instrumented:.0f} | {cell.cpu_plain:.0f} |"
         )
     write_section("overhead", "\n".join(out))
     print("wrote the overhead section of bench/RESULTS.md")

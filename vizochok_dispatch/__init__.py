@@ -31,6 +31,7 @@ from .events._schedule import RetrySchedule
 from .events._service import EventService
 from .events._values import DrainReport, EventAttempt, EventDelivery, EventEndpoint, PublishedEvent
 from .http._transport import AiohttpTransport
+from .observe import Metrics, Tracing
 from .tenants._cache import CachedConfigStore
 from .tenants._config import UNSET, ConfigRules, WebhookConfig, generate_secret, mask_secret
 from .tenants._crypto import SecretBox
@@ -92,6 +93,7 @@ __all__ = [
     "InvalidConfig",
     "IssuedKey",
     "LoggedCall",
+    "Metrics",
     "NoPendingSecret",
     "Page",
     "ProductOffer",
@@ -111,6 +113,7 @@ __all__ = [
     "TenantDirectory",
     "TenantError",
     "TenantExists",
+    "Tracing",
     "UnknownTenant",
     "WebhookConfig",
     "__version__",

@@ -78,7 +78,11 @@ async def test_an_unreachable_store_is_not_ready():
         secret_keys=SecretStr(KEY_1),
         event_worker="off",
     )
-    readiness = await check_readiness(Dispatcher.from_settings(settings))
+    dispatcher = Dispatcher.from_settings(settings)
+    try:
+        readiness = await check_readiness(dispatcher)
+    finally:
+        await dispatcher.aclose()
     shown = readiness.model_dump()
     assert shown == {
         "status": "not_ready",

@@ -164,7 +164,7 @@ class DispatchSettings(BaseSettings):
     #: (``Dispatcher.metrics``, ``GET /metrics`` on the admin app); off: none are kept.
     metrics: bool = True
     #: Add a ``tenant`` label to the per-call series: one series set per tenant called, kept
-    #: for the process's life (roughly 40 series per tenant and webhook), so only for a
+    #: for the process's life (about 60 series per tenant and webhook), so only for a
     #: bounded number of tenants.
     metrics_tenant_labels: bool = False
     #: OpenTelemetry spans of calls and attempts, with ``traceparent`` on outgoing requests;
