@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -130,9 +131,11 @@ def run(nginx: Nginx, args: argparse.Namespace, db_dir: Path, sections: set[str]
     """The ``overhead`` rows, when asked for, into their section of RESULTS.md."""
     if "overhead" not in sections:
         return
+    load_before = os.getloadavg()[0]
     cells = asyncio.run(
         overhead_rows(nginx, args.seconds, args.overhead_rounds, db_dir, CONCURRENCY)
     )
+    load_after = os.getloadavg()[0]
     out = [
         "## Observability overhead",
         "",
@@ -141,7 +144,10 @@ def run(nginx: Nginx, args: argparse.Namespace, db_dir: Path, sections: set[str]
         "default dispatcher (Prometheus metrics, OpenTelemetry spans with no SDK installed, the "
         "call log with its 1 % sample), *plain* the same with `VIZOCHOK_METRICS`, "
         "`VIZOCHOK_TRACING` and `VIZOCHOK_CALL_LOG` off. Median calls/s of "
-        f"{args.overhead_rounds} interleaved rounds of {args.seconds:g} s per client.",
+        f"{args.overhead_rounds} interleaved rounds of {args.seconds:g} s per client. "
+        f"Load average (1 min) {load_before:.1f} before the run, {load_after:.1f} after, on "
+        f"{os.cpu_count()} CPUs: well above 1, other processes shared the client's CPU and the "
+        "figures are that noisy; the CPU µs per call columns are the steadier comparison.",
         "",
         "| concurrency | raw aiohttp calls/s | instrumented calls/s | plain calls/s | "
         "instrumented ÷ raw | plain ÷ raw | drop | within 5 % | CPU µs/call instrumented | "
