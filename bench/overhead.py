@@ -146,8 +146,13 @@ def run(nginx: Nginx, args: argparse.Namespace, db_dir: Path, sections: set[str]
         "`VIZOCHOK_TRACING` and `VIZOCHOK_CALL_LOG` off. Median calls/s of "
         f"{args.overhead_rounds} interleaved rounds of {args.seconds:g} s per client. "
         f"Load average (1 min) {load_before:.1f} before the run, {load_after:.1f} after, on "
-        f"{os.cpu_count()} CPUs: well above 1, other processes shared the client's CPU and the "
-        "figures are that noisy; the CPU µs per call columns are the steadier comparison.",
+        f"{os.cpu_count()} CPUs"
+        + (
+            ": other processes shared the client's CPU, so calls/s are that noisy; the CPU µs "
+            "per call columns are the steadier comparison."
+            if max(load_before, load_after) > 1.5
+            else "."
+        ),
         "",
         "| concurrency | raw aiohttp calls/s | instrumented calls/s | plain calls/s | "
         "instrumented ÷ raw | plain ÷ raw | drop | within 5 % | CPU µs/call instrumented | "

@@ -150,6 +150,7 @@ class _Demo:
         await _hung(self.t, self.dispatcher)
         await self.test_fire()
         await self.call_log()
+        await self.observability()
 
     async def setup(self, database_url: str) -> None:
         t = self.t
@@ -298,6 +299,53 @@ class _Demo:
             {c["delivery_id"] for c in hung}.isdisjoint(c["delivery_id"] for c in pages[SLOPPY]),
             "neither tenant sees the other's calls",
         )
+
+    async def observability(self) -> None:
+        t = self.t
+        t.heading("Operators: health checks and Prometheus metrics on the admin app")
+        for path in ("/healthz", "/readyz"):
+            response = await self.admin.get(path)
+            t.say(f"GET {path} -> HTTP {response.status_code} {response.text}")
+        ready = await self.admin.get("/readyz")
+        t.check(
+            ready.status_code == 200 and ready.json()["status"] == "ready",
+            "the instance is ready: store reachable, schema at head, worker running",
+        )
+        scrape = await self.admin.get("/metrics")
+        calls = {
+            line.split(" ")[0]: float(line.split(" ")[1])
+            for line in scrape.text.splitlines()
+            if line.startswith("vizochok_webhook_calls_total{")
+        }
+        for series, count in sorted(calls.items()):
+            t.say(f"  {series} {count:g}")
+        failures = {
+            detail
+            for series in calls
+            for detail in ("timeout", "http_status", "invalid_response")
+            if f'detail="{detail}"' in series
+        }
+        t.check(
+            scrape.status_code == 200 and {"timeout"} <= failures,
+            "GET /metrics counts the demo's calls by webhook, outcome and failure detail",
+        )
+        t.check(
+            all(name in scrape.text for name in _SERIES),
+            "the scrape has latency histograms, retries, circuits, the config cache, the "
+            "event backlog and the call log's drops",
+        )
+
+
+#: Series the demo's scrape must show (README, Observability).
+_SERIES = (
+    "vizochok_webhook_call_duration_seconds_bucket",
+    "vizochok_webhook_attempt_duration_seconds_bucket",
+    "vizochok_webhook_retries_total",
+    "vizochok_webhook_circuits",
+    "vizochok_config_cache_hits_total",
+    "vizochok_event_backlog_deliveries",
+    "vizochok_call_log_dropped_total",
+)
 
 
 async def _products(t: Transcript, dispatcher: Dispatcher, backends: TenantBackends) -> None:
