@@ -4,6 +4,7 @@ in cursor pages, in the one error shape."""
 from __future__ import annotations
 
 import httpx
+import pytest
 import respx
 
 from .support import CALLS, SHOP_A, SHOP_B, Admin, bearer
@@ -80,10 +81,32 @@ async def test_filters_and_cursor_pages(admin: Admin, router: respx.Router) -> N
         assert response.json()["calls"] == [], where
 
 
-async def test_a_bad_cursor_or_no_key_is_the_one_error_shape(admin: Admin) -> None:
-    """Call log API: a cursor it did not give is a 422 naming cursor; no key is the 401."""
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cursor": "abc"}, "cursor"),
+        ({"webhook": "orders"}, "webhook"),
+        ({"outcome": "maybe"}, "outcome"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2026-11-30T10:00:00"}, "until"),  # no zone
+        ({"detail": "x" * 65}, "detail"),
+    ],
+)
+async def test_a_bad_filter_is_a_422_naming_it(
+    admin: Admin, params: dict[str, object], field: str
+) -> None:
+    """Call log API: a filter, limit or cursor it cannot take is a 422 naming that field."""
     key, _ = await admin.configured("shop-a")
-    response = await admin.client.get(CALLS, headers=bearer(key.key), params={"cursor": "abc"})
-    assert response.status_code == 422
-    assert [f["field"] for f in response.json()["error"]["fields"]] == ["cursor"]
-    assert (await admin.client.get(CALLS)).status_code == 401
+    response = await admin.client.get(CALLS, headers=bearer(key.key), params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+    assert [f["field"] for f in response.json()["error"]["fields"]] == [field]
+
+
+async def test_no_key_is_the_one_401(admin: Admin) -> None:
+    """Call log API: without a valid key the answer is the one 401, whatever the filters."""
+    response = await admin.client.get(CALLS, params={"webhook": "orders"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"

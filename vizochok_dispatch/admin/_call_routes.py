@@ -12,12 +12,12 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Query
 
-from .._exceptions import FieldError, InvalidCall
+from .._exceptions import InvalidCall
 from ..tenants._pages import CURSOR_FIELD
 from ..webhooks._calllog import DEFAULT_PAGE, MAX_PAGE
 from ._call_schemas import CallOutcomeName, CallPagePublic, CallPublic
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import invalid
+from ._errors import invalid_argument
 from ._routes import _errors
 from ._schemas import WebhookName
 
@@ -62,10 +62,10 @@ async def list_calls(  # noqa: PLR0917 - one parameter per filter
             cursor=cursor,
         )
     except InvalidCall as exc:
-        name, _, problem = str(exc).partition(" ")
-        if name == CURSOR_FIELD:
+        error = invalid_argument(exc)
+        if error.fields and error.fields[0].field == CURSOR_FIELD:
             _log.info("admin.bad_cursor", tenant_id=tenant.id)
-        raise invalid([FieldError(name, problem or "is invalid")]) from None
+        raise error from None
     return CallPagePublic(
         calls=[CallPublic.model_validate(call.as_dict()) for call in page.items],
         next_cursor=page.next_cursor,

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
-from .._exceptions import FieldError, InvalidConfig, StoreError
+from .._exceptions import FieldError, InvalidCall, InvalidConfig, StoreError
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -89,6 +89,13 @@ def invalid(fields: Sequence[FieldError]) -> ApiError:
     return ApiError(
         422, "validation_error", "the request has invalid fields; nothing was saved", fields=fields
     )
+
+
+def invalid_argument(exc: InvalidCall) -> ApiError:
+    """A service's :class:`InvalidCall` (its message starts with the argument's name) as the
+    422 naming that field."""
+    name, _, problem = str(exc).partition(" ")
+    return invalid([FieldError(name, problem or "is invalid")])
 
 
 def not_configured(message: str) -> ApiError:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 import structlog
 from fastapi import APIRouter, Path, Query, Response
 
-from .._exceptions import FieldError, InvalidCall
+from .._exceptions import InvalidCall
 from ..contract._json import dumps
 from ..events._catalog import EVENT_TYPES
 from ..events._service import DEFAULT_PAGE, MAX_PAGE
@@ -21,7 +21,7 @@ from ..events._values import EventDelivery, EventEndpoint
 from ..tenants._config import mask_secret
 from ..tenants._pages import CURSOR_FIELD
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import ApiError, invalid
+from ._errors import ApiError, invalid_argument
 from ._event_schemas import (
     DeliveryAttemptPublic,
     DeliveryDetail,
@@ -50,13 +50,6 @@ DeliveryId = Annotated[str, Path(description="dlv_ and 26 letters and digits")]
 
 def _not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
-
-
-def _call_invalid(exc: InvalidCall) -> ApiError:
-    """The service's :class:`InvalidCall` (its message starts with the argument's name) as
-    the 422 naming that field."""
-    name, _, problem = str(exc).partition(" ")
-    return invalid([FieldError(name, problem or "is invalid")])
 
 
 def _endpoint_public(endpoint: EventEndpoint, *, reveal: bool = False) -> EventEndpointPublic:
@@ -229,7 +222,7 @@ async def list_deliveries(  # noqa: PLR0917 - one parameter per filter
             cursor=cursor,
         )
     except InvalidCall as exc:
-        error = _call_invalid(exc)
+        error = invalid_argument(exc)
         if error.fields and error.fields[0].field == CURSOR_FIELD:
             _log.info("admin.bad_cursor", tenant_id=tenant.id)
         raise error from None
