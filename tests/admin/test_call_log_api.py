@@ -95,7 +95,7 @@ async def test_filters_and_cursor_pages(admin: Admin, router: respx.Router) -> N
     ],
 )
 async def test_a_bad_filter_is_a_422_naming_it(
-    admin: Admin, params: dict[str, object], field: str
+    admin: Admin, params: dict[str, str | int], field: str
 ) -> None:
     """Call log API: a filter, limit or cursor it cannot take is a 422 naming that field."""
     key, _ = await admin.configured("shop-a")
