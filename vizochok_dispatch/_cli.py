@@ -27,6 +27,7 @@ from .tenants._pages import Page
 from .tenants._sql_store import ReencryptReport, SqlConfigStore, safe_url
 from .tenants._tenants import IssuedKey, TenantDirectory, unknown_tenant
 from .webhooks._calllog import MAX_PAGE, CallLog
+from .webhooks._calllog import WEBHOOKS as CALL_WEBHOOKS
 from .webhooks._calllog_store import CallLogStore, LoggedCall
 from .webhooks._delivery import Clock
 from .webhooks._dispatcher import Dispatcher
@@ -460,6 +461,9 @@ def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
 @click.argument("tenant")
 @click.option("--failed", is_flag=True, help="Failed calls only (not the sampled successes).")
 @click.option(
+    "--webhook", type=click.Choice(CALL_WEBHOOKS), default=None, help="One webhook's calls."
+)
+@click.option(
     "--limit",
     default=50,
     show_default=True,
@@ -468,7 +472,9 @@ def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @click.pass_obj
-def calls_command(state: _State, tenant: str, failed: bool, limit: int, as_json: bool) -> None:
+def calls_command(  # noqa: PLR0917 - click passes every option positionally
+    state: _State, tenant: str, failed: bool, webhook: str | None, limit: int, as_json: bool
+) -> None:
     """TENANT's call log, newest first: failed synchronous calls and a sample of the others."""
     settings = state.settings()
 
@@ -480,7 +486,9 @@ def calls_command(state: _State, tenant: str, failed: bool, limit: int, as_json:
                 directory = TenantDirectory.for_store(store)
                 if await directory.get_tenant(tenant) is None:
                     raise unknown_tenant(tenant)
-            return await log.calls(tenant, outcome="failed" if failed else None, limit=limit)
+            return await log.calls(
+                tenant, outcome="failed" if failed else None, webhook=webhook, limit=limit
+            )
         finally:
             await log.aclose()
             await store.close()

@@ -100,6 +100,14 @@ def test_calls_failed_and_json(cli: Callable[..., Result], database_url: str) ->
     assert listed[1]["outcome"] == "failed" and listed[1]["detail"] == "http_status"
 
 
+def test_calls_of_one_webhook(cli: Callable[..., Result], database_url: str) -> None:
+    """CLI calls --webhook: only that webhook's calls (an unknown name is a usage error)."""
+    _log_calls(database_url)
+    assert cli("calls", "shop", "--webhook", "cart").stdout == ""
+    assert len(cli("calls", "shop", "--webhook", "products").stdout.splitlines()) == 3
+    assert cli("calls", "shop", "--webhook", "orders").exit_code == 2
+
+
 def test_calls_of_a_tenant_with_none_prints_nothing(cli: Callable[..., Result]) -> None:
     """CLI calls: a known tenant with no calls logged prints nothing and exits 0."""
     assert cli("tenants", "create", "Shop", "--id", "quiet").exit_code == 0
