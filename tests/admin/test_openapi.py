@@ -19,6 +19,7 @@ from vizochok_dispatch.tenants._config import (
 from .support import CALLS, PROMOTE, ROLL, ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
+ENDPOINT_SECRET = "/api/v1/admin/event-endpoints/{endpoint_id}/secret"
 #: What each operation can answer besides 200 (README "Errors"), and nothing else.
 STATUSES = {
     ("get", WEBHOOKS): {401, 409, 413, 500, 503},
@@ -33,6 +34,9 @@ STATUSES = {
     ("get", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 422, 500, 503},
     ("patch", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 415, 422, 500, 503},
     ("delete", "/api/v1/admin/event-endpoints/{endpoint_id}"): {401, 404, 413, 422, 500, 503},
+    ("post", f"{ENDPOINT_SECRET}/roll"): {401, 404, 413, 415, 422, 500, 503},
+    ("post", f"{ENDPOINT_SECRET}/promote"): {401, 404, 409, 413, 422, 500, 503},
+    ("post", f"{ENDPOINT_SECRET}/rotate"): {401, 404, 413, 415, 422, 500, 503},
     ("get", "/api/v1/admin/event-types"): {401, 413, 500, 503},
     ("get", "/api/v1/admin/deliveries"): {401, 413, 422, 500, 503},
     ("get", "/api/v1/admin/deliveries/{delivery_id}"): {401, 404, 413, 422, 500, 503},

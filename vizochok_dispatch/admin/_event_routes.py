@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 import structlog
 from fastapi import APIRouter, Path, Query, Response
 
-from .._exceptions import InvalidCall
+from .._exceptions import InvalidCall, NoPendingSecret
 from ..contract._json import dumps
 from ..events._catalog import EVENT_TYPES
 from ..events._service import DEFAULT_PAGE, MAX_PAGE
@@ -28,6 +28,7 @@ from ._event_schemas import (
     DeliveryPagePublic,
     DeliveryStatusName,
     DeliverySummary,
+    EndpointSecretRequest,
     EventEndpointCreate,
     EventEndpointDeleted,
     EventEndpointList,
@@ -36,7 +37,7 @@ from ._event_schemas import (
     EventTypeList,
     EventTypePublic,
 )
-from ._routes import _errors
+from ._routes import _NO_PENDING_TEXT, _errors
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -52,7 +53,10 @@ def _not_found(message: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-def _endpoint_public(endpoint: EventEndpoint, *, reveal: bool = False) -> EventEndpointPublic:
+def _endpoint_public(
+    endpoint: EventEndpoint, *, reveal: bool = False, reveal_pending: bool = False
+) -> EventEndpointPublic:
+    pending = endpoint.pending_secret
     return EventEndpointPublic(
         id=endpoint.id,
         url=endpoint.url,
@@ -69,6 +73,10 @@ def _endpoint_public(endpoint: EventEndpoint, *, reveal: bool = False) -> EventE
         secret=endpoint.secret if reveal else None,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
+        pending_secret_masked=None if pending is None else mask_secret(pending),
+        pending_secret=pending if reveal_pending else None,
+        pending_since=endpoint.pending_since,
+        pending_promotes_at=endpoint.pending_promotes_at,
     )
 
 
@@ -157,6 +165,56 @@ async def delete_event_endpoint(
     if not await context.dispatcher.events.delete_endpoint(tenant.id, endpoint_id):
         raise _not_found(_ENDPOINT_NOT_FOUND)
     return EventEndpointDeleted(id=endpoint_id, deleted=True)
+
+
+# -- rolling an endpoint's secret (docs/webhooks.md §7) -----------------------------------------
+
+
+@router.post("/event-endpoints/{endpoint_id}/secret/roll", responses=_errors(404, 415, 422))
+async def roll_event_endpoint_secret(
+    endpoint_id: EndpointId,
+    tenant: TenantDep,
+    context: ContextDep,
+    body: EndpointSecretRequest | None = None,
+) -> EventEndpointPublic:
+    """A new secret made pending (generated, or yours), returned in full this once; until it
+    is promoted or the overlap ends, standard-webhooks requests carry both signatures and
+    vizochok ones the current secret's."""
+    own = body.secret if body is not None else None
+    rolled = await context.dispatcher.events.roll_secret(tenant.id, endpoint_id, secret=own)
+    if rolled is None:
+        raise _not_found(_ENDPOINT_NOT_FOUND)
+    return _endpoint_public(rolled, reveal_pending=True)
+
+
+@router.post("/event-endpoints/{endpoint_id}/secret/promote", responses=_errors(404, 409, 422))
+async def promote_event_endpoint_secret(
+    endpoint_id: EndpointId, tenant: TenantDep, context: ContextDep
+) -> EventEndpointPublic:
+    """The pending secret alone signs from the next attempt on (409 when none is pending)."""
+    try:
+        promoted = await context.dispatcher.events.promote_secret(tenant.id, endpoint_id)
+    except NoPendingSecret:
+        raise ApiError(409, "no_pending_secret", _NO_PENDING_TEXT) from None
+    if promoted is None:
+        raise _not_found(_ENDPOINT_NOT_FOUND)
+    return _endpoint_public(promoted)
+
+
+@router.post("/event-endpoints/{endpoint_id}/secret/rotate", responses=_errors(404, 415, 422))
+async def rotate_event_endpoint_secret(
+    endpoint_id: EndpointId,
+    tenant: TenantDep,
+    context: ContextDep,
+    body: EndpointSecretRequest | None = None,
+) -> EventEndpointPublic:
+    """The secret replaced at once (generated, or yours), for a leaked secret; shown in full
+    this once; a pending secret is dropped."""
+    own = body.secret if body is not None else None
+    rotated = await context.dispatcher.events.rotate_secret(tenant.id, endpoint_id, secret=own)
+    if rotated is None:
+        raise _not_found(_ENDPOINT_NOT_FOUND)
+    return _endpoint_public(rotated, reveal=True)
 
 
 # -- catalog ------------------------------------------------------------------------------------

@@ -126,11 +126,43 @@ class EventEndpointPublic(BaseModel):
     disabled_at: datetime | None = Field(description="since when; null while active")
     secret_masked: str = Field(description="the last four characters of the secret")
     secret: str | None = Field(
-        description="the full secret, only in the response that created the endpoint; null "
-        "otherwise (store it then: it is not shown again)"
+        description="the full secret, only in the response that created the endpoint or "
+        "rotated its secret; null otherwise (store it then: it is not shown again)"
     )
     created_at: datetime | None
     updated_at: datetime | None
+    pending_secret_masked: str | None = Field(
+        description="a rolled secret waiting to sign alone (…/secret/roll), masked as "
+        "secret_masked; null: none is pending"
+    )
+    pending_secret: str | None = Field(
+        description="the full pending secret, only in the response of the roll that made it; "
+        "null otherwise"
+    )
+    pending_since: datetime | None = Field(description="when the pending secret was rolled")
+    pending_promotes_at: datetime | None = Field(
+        description="when the pending secret signs alone unless promoted before (the roll's "
+        "time plus VIZOCHOK_SECRET_OVERLAP_SECONDS); until then standard-webhooks requests "
+        "carry both signatures, vizochok ones the current secret's"
+    )
+
+
+class EndpointSecretRequest(BaseModel):
+    """Rolling or rotating an endpoint's secret: send nothing, ``{}`` or ``{"secret": null}``
+    to have one generated (``whsec_`` and 32 random bytes, good for both schemes), or your
+    own."""
+
+    model_config = _REQUEST
+
+    secret: str | None = Field(
+        default=None,
+        description="your own secret, suiting the endpoint's scheme (vizochok: 24-256 "
+        "printable characters; standard-webhooks: whsec_ and base64 of 24-64 bytes); null or "
+        "left out: generated",
+        json_schema_extra=_without_default(
+            anyOf=[{"type": "string", "maxLength": MAX_SECRET_CHARS}, {"type": "null"}]
+        ),
+    )
 
 
 class EventEndpointList(BaseModel):

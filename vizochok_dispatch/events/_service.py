@@ -371,7 +371,9 @@ class EventService:
         store = self._parts()[0]
         if _tenant_id_problem(tenant_id) is not None or text_problem(endpoint_id, ID_FILTER):
             return None
-        return await store.endpoint(tenant_id, endpoint_id)
+        found = await store.endpoint(tenant_id, endpoint_id)
+        # a rolled secret whose overlap ended shows as the current one
+        return None if found is None else in_effect(found, self._now())
 
     async def update_endpoint(
         self,
@@ -393,7 +395,8 @@ class EventService:
         The fields follow :meth:`create_endpoint`'s rules (``description=None`` clears it).
         ``resolve`` adds the save-time DNS check of a new ``url``.  A new
         ``signature_scheme`` must suit the current secret (a ``standard-webhooks``
-        endpoint needs a ``whsec_`` secret: rotate it first).
+        endpoint needs a ``whsec_`` secret: rotate it first), and a pending one (promote or
+        rotate first).
 
         ``enabled=False`` disables the endpoint (status ``disabled``, its
         ``disabled_reason`` :data:`MANUAL_DISABLE_REASON`, and the time): no new attempt
@@ -419,9 +422,11 @@ class EventService:
             )
             if value is not UNSET
         }
+        now = self._now()
         existing = await store.endpoint(tenant_id, endpoint_id)
         if existing is None:
             return None
+        existing = in_effect(existing, now)
         checked = {"signature_scheme": existing.signature_scheme, **given}
         secret = existing.secret if "signature_scheme" in given else None
         errors = self._endpoint_problems(checked, secret=secret)
@@ -431,6 +436,19 @@ class EventService:
             else e
             for e in errors
         ]
+        pending = existing.pending_secret
+        if (
+            pending is not None
+            and isinstance(signature_scheme, str)
+            and all(error.field != "signature_scheme" for error in errors)
+            and (problem := _secret_problem(signature_scheme, pending))
+        ):
+            errors.append(
+                FieldError(
+                    "signature_scheme",
+                    f"the pending secret does not suit it: {problem} (promote or rotate first)",
+                )
+            )
         if isinstance(url, str):
             errors += await self._dns_problems(url, errors, resolve)
         if errors:
@@ -438,9 +456,10 @@ class EventService:
         changes = dict(given)
         if "timeout_seconds" in changes:
             changes["timeout_seconds"] = float(cast(float, changes["timeout_seconds"]))
-        saved = await store.update_endpoint(tenant_id, endpoint_id, changes, now=self._now())
+        saved = await store.update_endpoint(tenant_id, endpoint_id, changes, now=now)
         if saved is None:
             return None
+        saved = in_effect(saved, now)
         if enabled is True:
             worker.wake()
         _log.info(
@@ -565,8 +584,8 @@ class EventService:
         """Apply ``change`` to the endpoint's secrets and log it as ``logged_as`` (never a
         secret: the pending one's promotion time at most)."""
         store = self._parts()[0]
-        if _tenant_id_problem(tenant_id) is not None or not isinstance(endpoint_id, str):
-            return None  # no such tenant, so no such endpoint
+        if _tenant_id_problem(tenant_id) is not None or text_problem(endpoint_id, ID_FILTER):
+            return None  # an id no endpoint has (and the driver need not see)
         changed = await store.rewrite_secrets(tenant_id, endpoint_id, change, now=now)
         if changed is not None:
             _log.info(
