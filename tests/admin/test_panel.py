@@ -166,3 +166,52 @@ async def test_another_tenants_session_sees_none_of_it(admin: Admin) -> None:
     page = (await admin.client.get(PANEL_WEBHOOKS)).text
     assert "shop-a.example" not in page and saved["secret_masked"] not in page
     assert "shop-b" in page
+
+
+async def test_another_tenants_endpoint_and_delivery_are_not_found(admin: Admin) -> None:
+    """Isolation: tenant B's session gets 404 for tenant A's endpoint and delivery pages,
+    and A's endpoint is not in B's list."""
+    _, issued_a = await admin.tenant("shop-a")
+    endpoint = await admin.dispatcher.events.create_endpoint(
+        "shop-a", url="https://events.shop-a.example/hook", event_types=["order.*"]
+    )
+    _, other = await admin.tenant("shop-b")
+    await sign_in(admin.client, other.key)
+    assert (await admin.client.get(f"/panel/endpoints/{endpoint.id}")).status_code == 404
+    listed = await admin.client.get("/panel/endpoints")
+    assert endpoint.id not in listed.text and "events.shop-a.example" not in listed.text
+    missing = await admin.client.get("/panel/deliveries/dlv_00000000000000000000000000")
+    assert missing.status_code == 404
+    del issued_a
+
+
+async def test_the_endpoint_form_shows_the_services_field_errors(admin: Admin) -> None:
+    """Event endpoint form: no event type and a bad URL are refused beside their fields."""
+    _, issued = await admin.tenant("shop-a")
+    token = await sign_in(admin.client, issued.key)
+    answer = await admin.client.post(
+        "/panel/endpoints/new",
+        data={"csrf_token": token, "url": "ftp://x", "timeout_seconds": "15"},
+    )
+    assert answer.status_code == 422
+    assert 'id="e-url">Endpoint URL' in answer.text
+    assert 'id="e-event_types">Event types' in answer.text
+    assert await admin.dispatcher.events.endpoints("shop-a") == []
+
+
+async def test_health_counts_the_days_failures_by_detail(admin: Admin, router) -> None:
+    """Health: the call log's failed calls of the last 24 h are counted by detail; older
+    ones are not."""
+    issued, _ = await admin.configured("shop-a")
+    router.post("https://shop-a.example/vizochok/products").respond(404)
+    await admin.dispatcher.check_products("shop-a", skus=["a"], store_id="s")
+    await admin.dispatcher.call_log.flush()
+    admin.time.now += 24 * 3600 + 1  # that call is a day old now
+    for _ in range(2):
+        await admin.dispatcher.check_products("shop-a", skus=["a"], store_id="s")
+    await admin.dispatcher.call_log.flush()
+    await sign_in(admin.client, issued.key)
+    page = (await admin.client.get("/panel/health")).text
+    products = page.split('id="h-products"', 1)[1].split("</section>", 1)[0]
+    assert "<dt>Failures</dt><dd>2: http_status 2</dd>" in products
+    assert products.count('fill="#a61b1b"') == 1  # one hour's bar, red

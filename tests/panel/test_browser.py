@@ -6,6 +6,7 @@ directory), or to the test's ``tmp_path``."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.admin.support import LOOPBACK_NETWORKS, FakeResolver, admin_settings_for
+from tests.support.loopback import LoopbackServer, Received, Reply, serve
 from vizochok_dispatch import Dispatcher, IssuedKey, TenantDirectory
 from vizochok_dispatch.admin import create_admin_app
+from vizochok_dispatch.events._catalog import EVENT_TYPES
 from vizochok_dispatch.receiver import (
     CartLine,
     CartOperation,
@@ -52,10 +55,27 @@ class Shop:
 
 
 @dataclass
+class EventReceiver:
+    """Where event requests go: answers ``status`` (200 until the test breaks it)."""
+
+    status: int = 200
+    received: int = 0
+
+    async def __call__(self, request: Received, reply: Reply) -> None:
+        self.received += 1
+        if self.status == 200:
+            await reply.json({"ok": True})
+        else:
+            await reply.json({"error": "receiver_down", "message": "broken on purpose"}, 500)
+
+
+@dataclass
 class Running:
     admin: str
     shop_base: str
     shop: Shop
+    events: EventReceiver
+    events_server: LoopbackServer
     dispatcher: Dispatcher
     key_a: IssuedKey
     key_b: IssuedKey
@@ -74,7 +94,14 @@ def shots(tmp_path: Path) -> Path:
 async def running(tmp_path: Path, shots: Path) -> AsyncIterator[Running]:
     chromium_or_skip()
     url = f"sqlite+aiosqlite:///{tmp_path}/panel.db"
-    settings = admin_settings_for(url, allow_http=True, allowed_networks=LOOPBACK_NETWORKS)
+    # No worker: the test delivers with drain(); one attempt, so a failure is final at once.
+    settings = admin_settings_for(
+        url,
+        allow_http=True,
+        allowed_networks=LOOPBACK_NETWORKS,
+        event_worker="off",
+        event_retry_schedule="none",
+    )
     dispatcher = Dispatcher.from_settings(settings)
     shop = Shop()
     backend = create_receiver_app(
@@ -84,15 +111,19 @@ async def running(tmp_path: Path, shots: Path) -> AsyncIterator[Running]:
         load_cart=shop.load_cart,
     )
     app = create_admin_app(settings, dispatcher=dispatcher, resolve=FakeResolver())
+    events = EventReceiver()
     async with (
         dispatcher,
         serve_on_loopback(backend) as shop_base,
         serve_on_loopback(app) as admin_base,
+        serve(events) as events_server,
     ):
         tenants: TenantDirectory = app.state.admin.tenants
         _, key_a = await tenants.create_tenant("Market A", tenant_id="market-a")
         _, key_b = await tenants.create_tenant("Market B", tenant_id="market-b")
-        yield Running(admin_base, shop_base, shop, dispatcher, key_a, key_b, shots)
+        yield Running(
+            admin_base, shop_base, shop, events, events_server, dispatcher, key_a, key_b, shots
+        )
 
 
 async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Running) -> None:
@@ -179,6 +210,59 @@ async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Run
             await expect(failed.locator("h2")).to_contain_text("Failed: products")
             await expect(failed.locator("ul.problems li").first).to_be_visible()
             await shot("test-failed")
+
+            # Health and the call log: the failed call is there, with the answer's body.
+            await running.dispatcher.call_log.flush()
+            await page.get_by_role("link", name="Health").click()
+            products = page.locator("section", has=page.locator("#h-products"))
+            await expect(products).to_contain_text("http_status 1")
+            await expect(products.locator("svg rect[fill='#a61b1b']")).to_have_count(1)
+            await shot("health")
+            await page.get_by_role("link", name="Call log").click()
+            await page.get_by_label("Outcome").select_option("failed")
+            await page.get_by_role("button", name="Filter").click()
+            entry = page.locator("details.entry").first
+            await entry.locator("summary").click()
+            await expect(entry.locator("pre")).to_contain_text("signature_mismatch")
+            await expect(entry.get_by_role("cell", name="401")).to_be_visible()
+            await shot("calls")
+
+            # An event endpoint: created with a type ticked, its secret shown once.
+            await page.get_by_role("link", name="Event endpoints").click()
+            await page.get_by_role("link", name="Add an endpoint").click()
+            await page.get_by_label("Endpoint URL").fill(running.events_server.url("/events"))
+            await page.get_by_role("checkbox", name=re.compile(r"^order\.created:")).check()
+            await page.get_by_role("button", name="Create the endpoint").click()
+            endpoint_secret = await page.locator("#shown-secret").input_value()
+            assert endpoint_secret.startswith("whsec_")
+            await shot("endpoint-created")
+
+            # Publish: the delivery in the log.
+            async def publish() -> None:
+                await running.dispatcher.events.publish(
+                    "market-a", "order.created", data=EVENT_TYPES["order.created"].example
+                )
+                await running.dispatcher.events.drain(timeout=5)
+
+            await publish()
+            await page.get_by_role("link", name="Its deliveries").click()
+            newest = page.locator("details.entry").first
+            await expect(newest.locator("summary")).to_contain_text("delivered")
+
+            # The receiver breaks: the failure in the log, its answer on the delivery's page.
+            running.events.status = 500
+            await publish()
+            await page.reload()
+            await expect(newest.locator("summary")).to_contain_text("failed")
+            await expect(newest.locator("summary")).to_contain_text("http_status")
+            await shot("deliveries")
+            await newest.locator("summary").click()
+            await newest.get_by_role("link", name="The body and the answers").click()
+            await page.locator("details summary").first.click()
+            await expect(page.locator("details pre").first).to_contain_text("receiver_down")
+            await expect(page.locator("main > pre")).to_contain_text('"order.created"')
+            await shot("delivery")
+            running.events.status = 200
 
             # A forged post (no CSRF token) with the session's own cookie: refused.
             forged = await page.request.post(

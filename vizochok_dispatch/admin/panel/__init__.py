@@ -13,6 +13,8 @@ from typing import Final
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ._events import router as events_router
+from ._logs import router as logs_router
 from ._pages import router as pages_router
 from ._web import PREFIX, SECURITY_HEADERS, Refused, SignInNeeded, page
 
@@ -23,6 +25,8 @@ _STATIC: Final = {"panel.css": "text/css; charset=utf-8", "panel.js": "text/java
 def install_panel(app: FastAPI) -> None:
     """Serve the panel under ``/panel/`` of ``app`` (the admin app)."""
     app.include_router(pages_router)
+    app.include_router(logs_router)
+    app.include_router(events_router)
 
     @app.get(PREFIX + "/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:

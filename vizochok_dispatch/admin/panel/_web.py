@@ -33,7 +33,14 @@ SIGN_IN_COOKIE: Final = "vizochok_panel_signin"
 CSRF_FIELD: Final = "csrf_token"
 _FORM_TYPE: Final = "application/x-www-form-urlencoded"
 #: The pages of the navigation bar, in order: path, label.
-NAV: Final = (("/webhooks", "Webhooks"), ("/test", "Test"))
+NAV: Final = (
+    ("/webhooks", "Webhooks"),
+    ("/test", "Test"),
+    ("/health", "Health"),
+    ("/endpoints", "Event endpoints"),
+    ("/calls", "Call log"),
+    ("/deliveries", "Deliveries"),
+)
 
 #: Headers on every panel page: nothing from elsewhere, no framing, no caching of a tenant's
 #: settings, no referrer beyond this origin.
