@@ -346,7 +346,7 @@ def write_results(
 
 def main() -> int:
     # bench.events reuses this module's helpers: imported here, once this module is whole
-    from bench import events, overhead  # noqa: PLC0415
+    from bench import events, overhead, scaleout  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
@@ -354,13 +354,15 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        default="core,memory,tenants,overhead,events",
+        default="core,memory,tenants,overhead,events,event-workers",
         help="rows to run: core, memory, tenants (the synchronous table); overhead (metrics, "
         "traces and the call log on vs off); events (all of publish, latency and memory "
-        "below), events-publish, events-latency, events-memory",
+        "below), events-publish, events-latency, events-memory; event-workers (procrastinate "
+        "worker processes on PostgreSQL)",
     )
     overhead.add_arguments(parser)
     events.add_arguments(parser)
+    scaleout.add_arguments(parser)
     args = parser.parse_args()
     # Production logs these events through the host's structlog setup; the benchmark keeps
     # warnings only, so it measures the dispatcher rather than a console renderer, and caches
@@ -385,4 +387,5 @@ def main() -> int:
             write_results(rows, mem, ten, args)
         overhead.run(nginx, args, db_dir, sections)
         events.run(nginx, args, db_dir, sections)
+        scaleout.run(nginx, args, sections)
     return 0
