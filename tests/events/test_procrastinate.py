@@ -287,6 +287,30 @@ async def test_an_ordered_endpoint_gets_publish_order_across_two_workers(
 
 
 @pytest.mark.postgres
+async def test_a_worker_looks_again_when_its_locked_job_ends(
+    postgres_url: str, receiver: tuple[LoopbackServer, Receiver], tmp_path: Path
+) -> None:
+    """Cap 1, a backlog queued before the worker starts: each job's end fetches the next at
+    once (no insert announces it; polling every 30 s and the 5 s sweep would take > 35 s)."""
+    server, handler = receiver
+    count = 8
+    async with (
+        _publisher(postgres_url, event_max_in_flight_per_endpoint=1) as d,
+        workers(
+            postgres_url, tmp_path, event_max_in_flight_per_endpoint="1", event_poll_seconds="30"
+        ) as group,
+    ):
+        await d.events.create_endpoint("tenant-1", url=server.url("/one"), event_types=["order.*"])
+        for _ in range(count):
+            await d.events.publish("tenant-1", "order.created", data=example())
+        await group.start()
+        await wait_for(lambda: len(server.received) == 1, seconds=60)  # the worker is up
+        await wait_for(lambda: len(server.received) == count, seconds=20)
+        await group.stop()
+    assert handler.most["/one"] == 1
+
+
+@pytest.mark.postgres
 async def test_a_delivery_whose_job_was_lost_is_found_by_the_sweep(
     postgres_url: str, receiver: tuple[LoopbackServer, Receiver], tmp_path: Path
 ) -> None:

@@ -22,7 +22,8 @@ finds nothing to claim.
   cluster, and an endpoint that hangs holds its own slots only: other endpoints' jobs are
   fetched past its blocked ones.  Slots, not our claim table, because a job that found the cap
   full would have to be put back and polled; a locked job simply is not fetched until its slot
-  is free (the worker that frees a slot looks again at once).
+  is free (the worker that frees a slot looks again at once).  Migration 0009 indexes
+  procrastinate's jobs by lock, so a fetch stays cheap behind a backlog of locked jobs.
 - **Retries**: an attempt that fails settles the delivery ``pending`` with its next attempt
   time (our schedule, ``Retry-After`` included).  A small ``wake`` job, without a lock, is
   scheduled at that time and defers the ``deliver`` job again, so a retry waiting an hour
