@@ -9,7 +9,9 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from vizochok_dispatch.observe import Metrics
+from tests.events.support import example
+from vizochok_dispatch import StoreError
+from vizochok_dispatch.observe import Backlog, Metrics
 
 from .support import QUERY_CANARY, SECRET, observed
 
@@ -180,3 +182,64 @@ def test_histogram_buckets_follow_prometheus_le():
     assert value(found, bucket, webhook="products", le="+Inf") == 4
     total = value(found, "vizochok_webhook_attempt_duration_seconds_sum", webhook="products")
     assert total == pytest.approx(61.0101)
+
+
+async def test_event_series_and_the_backlog_read_at_scrape_time(database_url: str):
+    """Event attempts by outcome, and the backlog (due count, oldest age, disabled endpoints)
+    read from the database when scraped, on SQLite and PostgreSQL."""
+    now = [0.0]
+    metrics = Metrics(clock=lambda: now[0])
+    async with observed(
+        Path(), database_url=database_url, event_worker="off", own_metrics=metrics
+    ) as o:
+        events = o.dispatcher.events
+        ok = await events.create_endpoint("t-ev", url=o.server.url("/ok"), event_types=["order.*"])
+        down = await events.create_endpoint(
+            "t-ev", url=o.server.url("/down"), event_types=["order.*"]
+        )
+        off = await events.create_endpoint(
+            "t-ev", url=o.server.url("/ok"), event_types=["product.*"]
+        )
+        await events.update_endpoint("t-ev", off.id, enabled=False)
+        await events.publish("t-ev", "order.created", data=example())
+        before = samples((await o.client.get("/metrics")).text)
+        for delivery in await events.deliveries("t-ev"):
+            await events.deliver_due(delivery.id)
+        same = samples((await o.client.get("/metrics")).text)
+        now[0] += 5.0  # the backlog read is reused for 5 s
+        after = samples((await o.client.get("/metrics")).text)
+    assert ok.id != down.id
+    assert value(before, "vizochok_event_backlog_deliveries") == 2
+    assert value(before, "vizochok_event_backlog_oldest_age_seconds") >= 0
+    assert value(before, "vizochok_event_endpoints_disabled") == 1
+    assert value(same, "vizochok_event_backlog_deliveries") == 2, "read at most every 5 s"
+    assert value(after, "vizochok_event_backlog_deliveries") == 0, "the retry is not due yet"
+    attempts = "vizochok_event_attempts_total"
+    assert value(after, attempts, outcome="delivered", detail="none") == 1
+    assert value(after, attempts, outcome="retrying", detail="http_status") == 1
+    assert value(after, "vizochok_event_deliveries_total", outcome="delivered") == 1
+    assert value(after, "vizochok_event_attempt_duration_seconds_count") == 2
+
+
+async def test_a_failed_backlog_read_keeps_the_last_values_and_is_counted():
+    """The database failing at scrape time: the scrape still answers, the gauges keep what
+    they had, and vizochok_metrics_refresh_errors_total counts it."""
+    now = [0.0]
+    metrics = Metrics(CollectorRegistry(), clock=lambda: now[0])
+    answers: list[Backlog | Exception] = [Backlog(3, 12.5, 1), StoreError("database down")]
+
+    async def backlog() -> Backlog:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    metrics.watch_event_backlog(backlog)
+    first = samples((await metrics.exposition()).decode())
+    now[0] += 5.0
+    second = samples((await metrics.exposition()).decode())
+    assert value(first, "vizochok_event_backlog_deliveries") == 3
+    assert value(second, "vizochok_event_backlog_deliveries") == 3
+    assert value(second, "vizochok_event_backlog_oldest_age_seconds") == 12.5
+    assert value(first, "vizochok_metrics_refresh_errors_total") == 0
+    assert value(second, "vizochok_metrics_refresh_errors_total") == 1

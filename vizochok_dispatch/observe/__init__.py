@@ -22,6 +22,7 @@ from ._metrics import (
 from ._tracing import (
     CLIENT,
     INTERNAL,
+    NO_SPAN,
     Tracing,
     end_call,
     end_request,
@@ -34,6 +35,7 @@ __all__ = [
     "CONTENT_TYPE",
     "INTERNAL",
     "LATENCY_BUCKETS",
+    "NO_SPAN",
     "Backlog",
     "CacheStats",
     "CallLogStats",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, MutableMapping
+from contextlib import nullcontext
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ from .._version import __version__
 SCOPE: Final = "vizochok_dispatch"
 _MAX_CACHED_URLS: Final = 10_000
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: What ``with`` uses when no span is made: reusable, so the untraced path allocates nothing.
+NO_SPAN: Final = nullcontext()
 CLIENT: Final = SpanKind.CLIENT
 INTERNAL: Final = SpanKind.INTERNAL
 

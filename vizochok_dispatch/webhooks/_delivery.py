@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import Final, NamedTuple
 
 import structlog
@@ -30,7 +29,7 @@ from ..http._attempt import USER_AGENT as USER_AGENT  # noqa: PLC0414 - still im
 from ..http._attempt import Clock as Clock  # noqa: PLC0414 - still importable from here
 from ..http._attempt import Sleep as Sleep  # noqa: PLC0414 - still importable from here
 from ..http._wire import Sender, WireResponse, wire_url
-from ..observe import CLIENT, Tracing, WebhookSeries, end_request, inject_traceparent
+from ..observe import CLIENT, NO_SPAN, Tracing, WebhookSeries, end_request, inject_traceparent
 from ._diagnostics import error_body_cap, read_error_body, read_error_prefix
 from ._results import HTTP_STATUS, INVALID_RESPONSE, Attempt, Delivery, ErrorBody
 
@@ -193,51 +192,12 @@ class Deliverer:
         budget: float,
         traced: bool,
     ) -> _Outcome:
-        tracer = self._tracing.tracer() if traced else None
-        make = partial(
-            self._exchange,
-            number=number,
-            method=method,
-            url=url,
-            body=body,
-            secret=secret,
-            delivery_id=delivery_id,
-            budget=budget,
-        )
-        if tracer is None:
-            return await make()
-        with tracer.start_as_current_span(
-            method,
-            kind=CLIENT,
-            attributes=self._tracing.request_attributes(method, url, number),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            outcome = await make(traced=True)
-            attempt = outcome.attempt
-            end_request(span, attempt.status, attempt.detail, attempt.reason)
-            return outcome
-
-    async def _exchange(
-        self,
-        *,
-        number: int,
-        method: str,
-        url: str,
-        body: bytes,
-        secret: str,
-        delivery_id: str,
-        budget: float,
-        traced: bool = False,
-    ) -> _Outcome:
         timestamp = int(self._clock.wall())
         headers = self._post_headers.copy() if method == "POST" else self._get_headers.copy()
         headers[DELIVERY_HEADER] = delivery_id
         headers[ATTEMPT_HEADER] = str(number)
         headers[TIMESTAMP_HEADER] = str(timestamp)
         headers[SIGNATURE_HEADER] = compute_signature(secret, timestamp, body)
-        if traced:
-            inject_traceparent(headers)  # the current span is this attempt's
         payload: bytes | None = None
         too_large = False
         error_body: ErrorBody | None = None
@@ -256,25 +216,41 @@ class Deliverer:
                     response, self._error_prefix, seconds=ERROR_PREFIX_SECONDS, secret=secret
                 )
 
-        sent = await exchange(
-            self._send,
-            method=method,
-            url=url,
-            headers=headers,
-            body=body,
-            budget=budget,
-            monotonic=self._clock.monotonic,
-            read=read,
-        )
+        tracer = self._tracing.tracer() if traced else None
+        with (
+            NO_SPAN
+            if tracer is None
+            else tracer.start_as_current_span(
+                method,
+                kind=CLIENT,
+                attributes=self._tracing.request_attributes(method, url, number),
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        ) as span:
+            if span is not None:
+                inject_traceparent(headers)  # the current span is this attempt's
+            sent = await exchange(
+                self._send,
+                method=method,
+                url=url,
+                headers=headers,
+                body=body,
+                budget=budget,
+                monotonic=self._clock.monotonic,
+                read=read,
+            )
+            if sent.failure == TIMEOUT and error_body is not None:
+                detail: str | None = HTTP_STATUS  # out of time keeping an error body: it came
+            elif sent.failure is not None:
+                detail = sent.failure
+            elif too_large:
+                detail = INVALID_RESPONSE
+            else:
+                detail = None if sent.status == 200 else HTTP_STATUS
+            if span is not None:
+                end_request(span, sent.status, detail, sent.reason)
         elapsed = _ms(sent.elapsed_seconds)
-        if sent.failure == TIMEOUT and error_body is not None:
-            detail: str | None = HTTP_STATUS  # out of time keeping an error body: it had come
-        elif sent.failure is not None:
-            detail = sent.failure
-        elif too_large:
-            detail = INVALID_RESPONSE
-        else:
-            detail = None if sent.status == 200 else HTTP_STATUS
         kept = payload if detail is None else None
         return _Outcome(
             Attempt(number, sent.status, elapsed, detail, sent.reason),

@@ -23,7 +23,16 @@ from ..contract._text import SESSION_ID, STORE_ID, checked_text
 from ..events._service import EventService
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
-from ..observe import INTERNAL, CacheStats, CallLogStats, Metrics, Tracing, WebhookSeries, end_call
+from ..observe import (
+    INTERNAL,
+    NO_SPAN,
+    CacheStats,
+    CallLogStats,
+    Metrics,
+    Tracing,
+    WebhookSeries,
+    end_call,
+)
 from ..tenants._cache import CachedConfigStore
 from ..tenants._config import WebhookConfig, _tenant_id_problem, url_problem
 from ..tenants._rotation import in_effect
@@ -548,7 +557,17 @@ class Dispatcher:
         series = None if self.metrics is None else self.metrics.webhook(tenant_id, webhook)
         tracer = self._tracing.tracer()
         started = self._clock.monotonic()
-        if tracer is None:
+        with (
+            NO_SPAN
+            if tracer is None
+            else tracer.start_as_current_span(
+                _SPAN_NAMES[webhook],
+                kind=INTERNAL,
+                attributes={"vizochok.webhook": webhook, "vizochok.tenant_id": tenant_id},
+                record_exception=False,
+                set_status_on_exception=False,
+            )
+        ) as span:
             result, delivery = await self._make_call(
                 tenant_id,
                 webhook,
@@ -557,28 +576,10 @@ class Dispatcher:
                 parse=parse,
                 deadline=deadline,
                 series=series,
-                traced=False,
+                traced=span is not None,
             )
             failure = _failure_of(result)
-        else:
-            with tracer.start_as_current_span(
-                _SPAN_NAMES[webhook],
-                kind=INTERNAL,
-                attributes={"vizochok.webhook": webhook, "vizochok.tenant_id": tenant_id},
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                result, delivery = await self._make_call(
-                    tenant_id,
-                    webhook,
-                    target=target,
-                    on_failure=on_failure,
-                    parse=parse,
-                    deadline=deadline,
-                    series=series,
-                    traced=True,
-                )
-                failure = _failure_of(result)
+            if span is not None:
                 if delivery is not None:
                     span.set_attribute("vizochok.delivery_id", delivery.delivery_id)
                     span.set_attribute("vizochok.attempts", len(delivery.attempts))
