@@ -86,33 +86,52 @@ class MemoryRow:
     seconds: float
     endpoints: int
     batch: int
-    #: (deliveries so far, resident MiB) after each batch.
-    samples: list[tuple[int, float]] = field(default_factory=list)
+    #: (deliveries so far, resident MiB, Python objects the collector tracks) after each
+    #: sample's batch.
+    samples: list[tuple[int, float, int]] = field(default_factory=list)
 
     @property
-    def after_warmup(self) -> list[tuple[int, float]]:
+    def after_warmup(self) -> list[tuple[int, float, int]]:
         """The samples past the first fifth (imports, caches and pools filled by then)."""
         return self.samples[len(self.samples) // 5 :]
 
     @property
     def slope_mib_per_100k(self) -> float:
         """Least-squares slope of RSS over deliveries after warm-up, MiB per 100,000."""
-        points = self.after_warmup
-        if len(points) < 2:
-            return 0.0
-        xs = [float(n) for n, _ in points]
-        ys = [rss for _, rss in points]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        var = sum((x - mx) ** 2 for x in xs)
-        cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-        return cov / var * 100_000 if var else 0.0
+        return _slope(self.after_warmup)
+
+    @property
+    def last_half_slope_mib_per_100k(self) -> float:
+        """The same over the last half of the samples: whether growth goes on or levels."""
+        return _slope(self.samples[len(self.samples) // 2 :])
+
+    @property
+    def objects_growth(self) -> float:
+        """Python objects at the end over after warm-up, minus 1 (0.01: 1 % more)."""
+        warm = self.after_warmup
+        return warm[-1][2] / warm[0][2] - 1 if warm else 0.0
 
     @property
     def flat(self) -> bool:
-        """No growth trend after warm-up: under 1 MiB per 100,000 deliveries, and the last
-        sample within 2 MiB of the smallest after warm-up."""
-        warm = [rss for _, rss in self.after_warmup]
-        return bool(warm) and self.slope_mib_per_100k < 1.0 and warm[-1] - min(warm) < 2.0
+        """No growth trend after warm-up: the last half's slope under 1 MiB per 100,000
+        deliveries, and no more Python objects (under 1 % more) than after warm-up."""
+        return (
+            len(self.samples) >= 4
+            and self.last_half_slope_mib_per_100k < 1.0
+            and self.objects_growth < 0.01
+        )
+
+
+def _slope(points: Sequence[tuple[int, float, int]]) -> float:
+    """Least-squares slope of RSS over deliveries, MiB per 100,000."""
+    if len(points) < 2:
+        return 0.0
+    xs = [float(n) for n, _, _ in points]
+    ys = [rss for _, rss, _ in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    return cov / var * 100_000 if var else 0.0
 
 
 @dataclass
@@ -306,9 +325,10 @@ async def memory_row(
             row.deliveries += per_batch
             if row.deliveries % every < per_batch:
                 gc.collect()
-                row.samples.append((row.deliveries, rss_mib()))
+                row.samples.append((row.deliveries, rss_mib(), len(gc.get_objects())))
                 print(
                     f"memory: {row.deliveries:>7} deliveries  rss {row.samples[-1][1]:.1f} MiB "
+                    f"objects {row.samples[-1][2]:,} "
                     f"({row.deliveries / (time.perf_counter() - started):.0f}/s)",
                     flush=True,
                 )
@@ -425,8 +445,10 @@ def render(report: EventsReport, args: argparse.Namespace) -> str:
             for r in report.latency
         ]
     if (m := report.memory) is not None and m.samples:
-        rss = [v for _, v in m.samples]
-        warm = [v for _, v in m.after_warmup]
+        rss = [v for _, v, _ in m.samples]
+        warm = m.after_warmup
+        shown = m.samples[:: max(len(m.samples) // 10, 1)]
+        shown += [] if shown[-1] == m.samples[-1] else [m.samples[-1]]
         out += [
             "",
             "### Resident memory",
@@ -435,17 +457,18 @@ def render(report: EventsReport, args: argparse.Namespace) -> str:
             f"(outside this process), {m.endpoints} endpoints per event, published in batches "
             f"of {m.batch:,} deliveries, each delivered before the next; "
             f"{m.deliveries / m.seconds:,.0f} deliveries/s with the publishing. "
-            "RSS sampled after a full garbage collection; warm-up is the first fifth.",
+            "RSS and the count of Python objects the collector tracks sampled after a full "
+            "collection; warm-up is the first fifth. Flat (the target): the last half's slope "
+            "under 1 MiB per 100,000 and under 1 % more Python objects than after warm-up.",
             "",
-            "| first MiB | last MiB | max MiB | after warm-up: min–max MiB | slope MiB / 100,000 | "
-            "flat (target) |",
-            "| ---: | ---: | ---: | ---: | ---: | --- |",
-            f"| {rss[0]:.1f} | {rss[-1]:.1f} | {max(rss):.1f} | {min(warm):.1f}–{max(warm):.1f} | "
-            f"{m.slope_mib_per_100k:+.2f} | {'yes' if m.flat else 'no'} |",
+            "| first MiB | last MiB | max MiB | slope after warm-up, MiB / 100,000 | "
+            "slope, last half | Python objects after warm-up → end | flat |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            f"| {rss[0]:.1f} | {rss[-1]:.1f} | {max(rss):.1f} | {m.slope_mib_per_100k:+.2f} | "
+            f"{m.last_half_slope_mib_per_100k:+.2f} | {warm[0][2]:,} → {warm[-1][2]:,} "
+            f"({m.objects_growth:+.1%}) | {'yes' if m.flat else 'no'} |",
             "",
-            "Samples (deliveries: MiB): "
-            + ", ".join(f"{n:,}: {v:.1f}" for n, v in m.samples[:: max(len(m.samples) // 10, 1)])
-            + ".",
+            "Samples (deliveries: MiB): " + ", ".join(f"{n:,}: {v:.1f}" for n, v, _ in shown) + ".",
         ]
     return "\n".join(out)
 
