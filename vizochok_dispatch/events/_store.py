@@ -76,6 +76,8 @@ _V = cast(Table, EventRow.__table__)
 _D = cast(Table, EventDeliveryRow.__table__)
 _A = cast(Table, EventAttemptRow.__table__)
 
+#: An attempt's columns but its answer (a page of the log leaves the answers out).
+_ATTEMPT_FIELDS: Final = tuple(c.name for c in _A.c if c.name != "response")
 #: How long past an attempt's own time limit its lease lasts: room to record the outcome.
 LEASE_GRACE_SECONDS: Final = 5.0
 #: How long an idempotency key keeps naming its event.
@@ -628,7 +630,7 @@ class EventStore:
         if limit is not None:
             query = query.limit(limit)
         rows = [row._mapping for row in await conn.execute(query)]
-        attempts = await self._attempts(conn, [row["id"] for row in rows], answers=True)
+        attempts = await self._attempts(conn, [row["id"] for row in rows])
         return [_delivery(row, row["event_type"], attempts) for row in rows]
 
     async def delivery_log(
@@ -662,11 +664,31 @@ class EventStore:
             query = query.where(_D.c.created_at < until)
         if cursor is not None:
             query = query.where(before(_D.c.created_at, _D.c.id, cursor))
-        query = query.order_by(*newest_first(_D.c.created_at, _D.c.id)).limit(limit + 1)
+        found = query.order_by(*newest_first(_D.c.created_at, _D.c.id)).limit(limit + 1)
+        # the page and its attempts in one statement (one round trip): the page's rows first,
+        # by the index, then each one's attempts by their primary key
+        paged = found.subquery("page")
+        columns = [c.label(f"attempt_{c.name}") for c in _A.c if c.name != "response"]
+        joined = (
+            select(paged, *columns)
+            .outerjoin(_A, _A.c.delivery_id == paged.c.id)
+            .order_by(*newest_first(paged.c.created_at, paged.c.id), _A.c.number)
+        )
+        rows: dict[str, RowMapping] = {}
+        attempts: dict[str, list[EventAttempt]] = {}
         async with self._reading() as conn:
-            rows = [row._mapping for row in await conn.execute(query)]
-            page = page_of(rows, limit, lambda row: (row["created_at"], row["id"]))
-            attempts = await self._attempts(conn, [row["id"] for row in page.items], answers=False)
+            for row in await conn.execute(joined):
+                mapping = row._mapping
+                rows.setdefault(mapping["id"], mapping)
+                tried = attempts.setdefault(mapping["id"], [])
+                if mapping["attempt_number"] is not None:
+                    tried.append(
+                        _attempt(
+                            {name: mapping[f"attempt_{name}"] for name in _ATTEMPT_FIELDS}
+                            | {"response": None}
+                        )
+                    )
+        page = page_of(list(rows.values()), limit, lambda row: (row["created_at"], row["id"]))
         return Page(
             tuple(_delivery(row, row["event_type"], attempts) for row in page.items),
             page.next_cursor,
@@ -685,29 +707,25 @@ class EventStore:
             ).first()
             if row is None:
                 return None
-            attempts = await self._attempts(conn, [delivery_id], answers=True)
+            attempts = await self._attempts(conn, [delivery_id])
         found = row._mapping
         delivery = _delivery(found, found["event_type"], attempts)
         return replace(delivery, body=bytes(found["body"]))
 
     async def _attempts(
-        self, conn: AsyncConnection, delivery_ids: list[str], *, answers: bool
+        self, conn: AsyncConnection, delivery_ids: list[str]
     ) -> dict[str, list[EventAttempt]]:
-        """Each delivery's attempts, oldest first; without the answers' excerpts unless
-        ``answers`` (a page of the log stays small)."""
+        """Each delivery's attempts, oldest first, with their answers."""
         found: dict[str, list[EventAttempt]] = {delivery_id: [] for delivery_id in delivery_ids}
         if not delivery_ids:
             return found
-        columns = [column for column in _A.c if answers or column.name != "response"]
         rows = await conn.execute(
-            select(*columns)
+            select(_A)
             .where(_A.c.delivery_id.in_(delivery_ids))
             .order_by(_A.c.delivery_id, _A.c.number)
         )
         for row in rows:
-            mapping = dict(row._mapping)
-            mapping.setdefault("response", None)
-            found[row.delivery_id].append(_attempt(mapping))
+            found[row.delivery_id].append(_attempt(row._mapping))
         return found
 
     async def count_pending(self) -> int:
