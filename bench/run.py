@@ -346,7 +346,7 @@ def write_results(
 
 def main() -> int:
     # bench.events reuses this module's helpers: imported here, once this module is whole
-    from bench import events, overhead, scaleout  # noqa: PLC0415
+    from bench import events, events_log, overhead, scaleout  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
@@ -354,15 +354,17 @@ def main() -> int:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument(
         "--only",
-        default="core,memory,tenants,overhead,events,event-workers",
+        default="core,memory,tenants,overhead,events,event-workers,events-log",
         help="rows to run: core, memory, tenants (the synchronous table); overhead (metrics, "
         "traces and the call log on vs off); events (all of publish, latency and memory "
         "below), events-publish, events-latency, events-memory; event-workers (procrastinate "
-        "worker processes on PostgreSQL)",
+        "worker processes on PostgreSQL); events-log (the delivery log's pages on 1,000,000 "
+        "deliveries in PostgreSQL)",
     )
     overhead.add_arguments(parser)
     events.add_arguments(parser)
     scaleout.add_arguments(parser)
+    events_log.add_arguments(parser)
     args = parser.parse_args()
     # Production logs these events through the host's structlog setup; the benchmark keeps
     # warnings only, so it measures the dispatcher rather than a console renderer, and caches
@@ -388,4 +390,5 @@ def main() -> int:
         overhead.run(nginx, args, db_dir, sections)
         events.run(nginx, args, db_dir, sections)
         scaleout.run(nginx, args, sections)
+    events_log.run(args, sections)
     return 0
