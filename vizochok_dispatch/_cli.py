@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 
 from ._exceptions import DispatchError, SchemaNotReady
 from ._version import __version__
+from .http._transport import AiohttpTransport
 from .tenants._crypto import KEYS_SETTING, new_key_line
 from .tenants._pages import Page
 from .tenants._sql_store import ReencryptReport, SqlConfigStore, safe_url
@@ -29,6 +32,15 @@ from .tenants._tenants import IssuedKey, TenantDirectory, unknown_tenant
 from .webhooks._calllog import MAX_PAGE, CallLog
 from .webhooks._calllog import WEBHOOKS as CALL_WEBHOOKS
 from .webhooks._calllog_store import CallLogStore, LoggedCall
+from .webhooks._conformance import (
+    OWN_MACHINE,
+    CheckOptions,
+    CheckTarget,
+    ConformanceReport,
+    check_tenant,
+    run_conformance,
+)
+from .webhooks._conformance import report_lines as check_report_lines
 from .webhooks._delivery import Clock
 from .webhooks._dispatcher import Dispatcher
 from .webhooks._settings import DispatchSettings
@@ -449,6 +461,146 @@ def test_fire_command(  # noqa: PLR0917 - click passes every option positionally
         _echo_json(report.as_dict())
     else:
         for line in report_lines(report.as_dict()):
+            click.echo(line)
+    if not report.ok:
+        raise SystemExit(1)
+
+
+# -- the conformance check --------------------------------------------------------------------
+
+#: Where ``check`` reads the secret when neither --secret-file nor --secret-env is given.
+CHECK_SECRET_ENV = "VIZOCHOK_CHECK_SECRET"  # noqa: S105 - a variable's name, not a secret
+#: With URLs given, the check runs on the caller's own machine: every address may be called.
+_EVERY_NETWORK = "0.0.0.0/0,::/0"
+
+
+def _check_secret(secret_file: Path | None, secret_env: str | None) -> str:
+    """The signing secret from a file (one line) or an environment variable, never argv."""
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(
+                f"cannot read it ({type(exc).__name__})", param_hint="--secret-file"
+            ) from None
+        where = f"--secret-file {secret_file}"
+    else:
+        name = secret_env or CHECK_SECRET_ENV
+        secret = os.environ.get(name, "").strip()
+        where = f"the environment variable {name}"
+    if not secret:
+        raise click.UsageError(
+            f"no signing secret in {where}: give --secret-file PATH or --secret-env NAME "
+            f"(default {CHECK_SECRET_ENV}); a secret is never taken on the command line, "
+            "where it would land in the shell's history"
+        )
+    return secret
+
+
+@main.command("check")
+@click.option(
+    "--tenant",
+    default=None,
+    help="Check this tenant's stored webhooks and event endpoints (the SSRF guard applies).",
+)
+@click.option("--products-url", default=None, help="The products webhook's URL (with --cart-url).")
+@click.option("--cart-url", default=None, help="The cart webhook's URL.")
+@click.option("--cart-get-url", default=None, help="The cart GET webhook's URL (optional).")
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding the signing secret.",
+)
+@click.option(
+    "--secret-env",
+    metavar="NAME",
+    default=None,
+    help=f"An environment variable holding the signing secret (default {CHECK_SECRET_ENV}).",
+)
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=click.FloatRange(0.1, 30.0),
+    default=5.0,
+    show_default=True,
+    help="Seconds each request may take (with URLs).",
+)
+@click.option(
+    "--sku",
+    "skus",
+    multiple=True,
+    help=f"A SKU you sell; the first goes into test carts (default: {', '.join(SAMPLE_SKUS)}).",
+)
+@click.option(
+    "--no-weight",
+    is_flag=True,
+    help="You do not sell by weight: skip the fractional-quantity check.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def check_command(  # noqa: PLR0917 - click passes every option positionally
+    state: _State,
+    tenant: str | None,
+    products_url: str | None,
+    cart_url: str | None,
+    cart_get_url: str | None,
+    secret_file: Path | None,
+    secret_env: str | None,
+    timeout_seconds: float,
+    skus: Sequence[str],
+    no_weight: bool,
+    as_json: bool,
+) -> None:
+    """Run the webhook contract as checks against a tenant's backend (exit 1 if one fails).
+
+    Either --tenant ID (its stored configuration, called as VIZOCHOK would, SSRF guard on),
+    or --products-url and --cart-url (and --cart-get-url) with the secret from --secret-file
+    or an environment variable: your own backend, on your own machine (localhost allowed).
+    Sends only test data (store vizochok-test, sessions vizochok-test-...).
+    """
+    options = CheckOptions(skus=tuple(skus) or SAMPLE_SKUS, sells_by_weight=not no_weight)
+    urls = (products_url, cart_url, cart_get_url)
+    if tenant is not None:
+        if any(url is not None for url in urls):
+            raise click.UsageError("give --tenant or the URLs, not both")
+        settings = state.settings()
+
+        async def stored() -> ConformanceReport:
+            async with Dispatcher.from_settings(settings) as dispatcher:
+                await _require_tenant(dispatcher, tenant)
+                report = await check_tenant(dispatcher, tenant, options)
+            if report is None:
+                raise click.ClickException(f"tenant {tenant!r} has no webhooks configured")
+            return report
+
+        report = _run(stored)
+    else:
+        if products_url is None or cart_url is None:
+            raise click.UsageError("give --tenant ID, or --products-url and --cart-url")
+        target = CheckTarget(
+            products_url=products_url,
+            cart_url=cart_url,
+            cart_get_url=cart_get_url,
+            secret=_check_secret(secret_file, secret_env),
+            timeout_seconds=timeout_seconds,
+        )
+
+        async def own() -> ConformanceReport:
+            transport = AiohttpTransport(allowed_networks=_EVERY_NETWORK)
+            try:
+                return await run_conformance(
+                    target, send=transport.send_wire, where=OWN_MACHINE, options=options
+                )
+            finally:
+                await transport.aclose()
+
+        report = _run(own)
+    document = report.as_dict()
+    if as_json:
+        _echo_json(document)
+    else:
+        for line in check_report_lines(document):
             click.echo(line)
     if not report.ok:
         raise SystemExit(1)

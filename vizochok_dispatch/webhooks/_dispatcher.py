@@ -143,6 +143,8 @@ class Dispatcher:
                 dns_cache_seconds=self.settings.dns_cache_seconds,
             )
             send = self._owned_transport.send_wire
+        #: The one sender every call goes through (the SSRF-guarded transport by default).
+        self.wire_sender: Sender = send
         settings = self.settings
         self._call_log = CallLog(
             CallLogStore(store) if isinstance(store, SqlConfigStore) else None,
@@ -510,8 +512,9 @@ class Dispatcher:
             return None
         return self._breakers.policy.counts_as_down(delivery)
 
-    def _destination_problem(self, url: str) -> str | None:
-        """The per-attempt SSRF check that needs no DNS (cached per URL)."""
+    def destination_problem(self, url: str) -> str | None:
+        """Why ``url`` may not be called (its scheme, or a host the SSRF guard refuses
+        without DNS), or ``None``; the check before every attempt, cached per URL."""
         try:
             return self._destination_problems[url]
         except KeyError:
@@ -615,7 +618,7 @@ class Dispatcher:
                 return self._failed(
                     log, tenant_id, webhook, on_failure, NOT_CONFIGURED, delivery=None
                 ), None
-            if self._destination_problem(url) is not None:
+            if self.destination_problem(url) is not None:
                 return self._failed(
                     log, tenant_id, webhook, on_failure, BLOCKED_DESTINATION, delivery=None
                 ), None

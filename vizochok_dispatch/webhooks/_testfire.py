@@ -338,14 +338,14 @@ def _error_body_lines(error_body: ErrorBody | None) -> list[str]:
             else f"more than {ERROR_BODY_CAP} bytes"
         )
         return [f"the answer's body is {size}; a report shows at most {ERROR_BODY_CAP} bytes"]
-    code = _refusal_code(error_body.data)
+    code = refusal_code(error_body.data)
     if code is None:
         return []
     hint = RECEIVER_HINTS.get(code)
     return [f"the receiver answered {code}" + (f": {hint}" if hint else "")]
 
 
-def _refusal_code(data: bytes | None) -> str | None:
+def refusal_code(data: bytes | None) -> str | None:
     """The error code in a receiver's JSON answer: ``{"error": "code"}`` (the receiver kit),
     ``{"error": {"code": ...}}`` or ``{"code": ...}``."""
     if not data:

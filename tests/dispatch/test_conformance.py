@@ -1,0 +1,299 @@
+"""``vizochok-dispatch check`` (docs/webhooks.md §2-§6): a conformant receiver passes every
+check; a sloppy one fails exactly the checks it breaks, with a fix for each."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from vizochok_dispatch._cli import main
+from vizochok_dispatch.demo._shop import GroceryBackend
+from vizochok_dispatch.http._attempt import Clock
+from vizochok_dispatch.http._transport import AiohttpTransport
+from vizochok_dispatch.receiver import create_receiver_app
+from vizochok_dispatch.receiver.testing import serve_on_loopback
+from vizochok_dispatch.webhooks._conformance import (
+    OWN_MACHINE,
+    CheckOptions,
+    CheckTarget,
+    ConformanceReport,
+    report_lines,
+    run_conformance,
+)
+
+pytestmark = pytest.mark.loopback
+
+#: A canary: it must never appear in a report.
+SECRET = "whsec_conformance_canary_9f3b2c71d0e4a8"
+SLOW_SECONDS = 3.0
+
+
+@dataclass
+class MovingClock:
+    """Monotonic time that moves only when a handler says it took time (no real waiting)."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class SloppyShop:
+    """Accepts anything unverified, applies a retried cart call twice, answers products in 3 s
+    (on the injected clock)."""
+
+    clock: MovingClock
+    carts: dict[tuple[str, str], dict[str, Decimal]] = field(default_factory=dict)
+
+    async def products(self, request: Request) -> JSONResponse:
+        body = json.loads(await request.body())
+        self.clock.now += SLOW_SECONDS
+        return JSONResponse(
+            {
+                "products": [
+                    {"sku": sku, "price": 45.9, "in_stock": True}
+                    for sku in body["skus"]
+                    if sku.startswith(("milk", "bread"))
+                ]
+            }
+        )
+
+    async def cart(self, request: Request) -> JSONResponse:
+        op = json.loads(await request.body())
+        cart = self.carts.setdefault((op["store_id"], op["session_id"]), {})
+        if op["action"] == "add":
+            cart[op["sku"]] = cart.get(op["sku"], Decimal(0)) + Decimal(str(op["quantity"]))
+        elif op["action"] == "update":
+            cart[op["sku"]] = Decimal(str(op["quantity"]))
+        elif op["action"] == "remove":
+            cart.pop(op["sku"], None)
+        else:
+            cart.clear()
+        return JSONResponse({"ok": True})
+
+    async def items(self, request: Request) -> JSONResponse:
+        key = (request.query_params["store_id"], request.query_params["session_id"])
+        lines = [
+            {"sku": sku, "name": "Milk", "price": 1, "quantity": float(quantity)}
+            for sku, quantity in self.carts.get(key, {}).items()
+        ]
+        return JSONResponse({"items": lines})
+
+
+def _app(clock: MovingClock) -> Starlette:
+    good = GroceryBackend()
+    sloppy = SloppyShop(clock)
+    return Starlette(
+        routes=[
+            Mount(
+                "/good",
+                app=create_receiver_app(
+                    secret=SECRET,
+                    check_products=good.check_products,
+                    cart_operation=good.cart_operation,
+                    load_cart=good.load_cart,
+                ),
+            ),
+            Route("/sloppy/products", sloppy.products, methods=["POST"]),
+            Route("/sloppy/cart", sloppy.cart, methods=["POST"]),
+            Route("/sloppy/cart/items", sloppy.items, methods=["GET"]),
+        ]
+    )
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[str, MovingClock]]:
+    clock = MovingClock()
+    async with serve_on_loopback(_app(clock)) as base:
+        yield base, clock
+
+
+async def _check(
+    base: str, clock: MovingClock, products: str = "/products", **options: object
+) -> ConformanceReport:
+    transport = AiohttpTransport(allowed_networks="127.0.0.0/8")
+    try:
+        return await run_conformance(
+            CheckTarget(
+                products_url=f"{base}{products}",
+                cart_url=f"{base}/cart",
+                cart_get_url=f"{base}/cart/items",
+                secret=SECRET,
+            ),
+            send=transport.send_wire,
+            where=OWN_MACHINE,
+            options=CheckOptions(**options),  # type: ignore[arg-type]
+            clock=Clock(monotonic=clock),
+        )
+    finally:
+        await transport.aclose()
+
+
+def _statuses(report: ConformanceReport) -> dict[str, str]:
+    return {check.name: check.status for check in report.checks}
+
+
+async def test_the_receiver_kit_passes_every_check(served: tuple[str, MovingClock]) -> None:
+    """The receiver kit's app, as the demo's good tenant runs it, passes every check."""
+    base, clock = served
+    report = await _check(f"{base}/good/api/vizochok", clock, "/check-products")
+    assert report.ok, report_lines(report.as_dict())
+    assert set(_statuses(report).values()) == {"passed"}
+    assert set(_statuses(report)) == {
+        "products.signed_call",
+        "products.unknown_sku",
+        "products.entry_rules",
+        "products.latency",
+        "security.forged_signature",
+        "security.body_changed",
+        "security.stale_timestamp",
+        "security.missing_signature",
+        "cart.actions",
+        "cart.idempotent_retry",
+        "cart.fractional_quantity",
+        "cart_get.query_ids",
+    }
+    shown = {check.name: check.seen for check in report.checks}
+    assert "refused with HTTP 401" in shown["security.forged_signature"]
+    assert "applied once" in shown["cart.idempotent_retry"]
+    assert SECRET not in json.dumps(report.as_dict(), ensure_ascii=False)
+
+
+async def test_a_sloppy_tenant_fails_exactly_what_it_breaks(
+    served: tuple[str, MovingClock],
+) -> None:
+    """Forged and stale requests accepted, a retry applied twice, 3 s answers: exactly those
+    checks fail, each with a fix; the rest pass."""
+    base, clock = served
+    report = await _check(f"{base}/sloppy", clock)
+    failed = {check.name for check in report.checks if check.status == "failed"}
+    assert failed == {
+        "security.forged_signature",
+        "security.body_changed",
+        "security.stale_timestamp",
+        "security.missing_signature",
+        "cart.idempotent_retry",
+        "products.latency",
+    }, report_lines(report.as_dict())
+    assert not report.ok
+    assert all(c.fix for c in report.checks if c.status == "failed")
+    assert all(c.status == "passed" for c in report.checks if c.name not in failed)
+    shown = {check.name: check for check in report.checks}
+    assert "p95 3000 ms" in shown["products.latency"].seen
+    assert "quantity 2" in shown["cart.idempotent_retry"].seen
+    assert "X-VIZOCHOK-Delivery" in (shown["cart.idempotent_retry"].fix or "")
+    assert "was accepted: HTTP 200" in shown["security.forged_signature"].seen
+    assert SECRET not in json.dumps(report.as_dict(), ensure_ascii=False)
+
+
+async def test_fractional_quantity_is_skipped_for_a_shop_that_does_not_sell_by_weight(
+    served: tuple[str, MovingClock],
+) -> None:
+    """``sells_by_weight=False`` skips the fractional-quantity check and still passes."""
+    base, clock = served
+    report = await _check(
+        f"{base}/good/api/vizochok", clock, "/check-products", sells_by_weight=False
+    )
+    assert _statuses(report)["cart.fractional_quantity"] == "skipped"
+    assert report.ok
+
+
+async def test_refusals_prove_nothing_when_a_signed_call_fails_too(
+    served: tuple[str, MovingClock],
+) -> None:
+    """A products URL that answers 404 to everything fails the signed call and skips the
+    security checks instead of passing them."""
+    base, clock = served
+    report = await _check(f"{base}/good/api/vizochok", clock, "/nowhere")
+    statuses = _statuses(report)
+    assert statuses["products.signed_call"] == "failed"
+    assert {statuses[n] for n in statuses if n.startswith("security.")} == {"skipped"}
+
+
+@pytest.fixture
+def threaded_shop() -> Iterator[tuple[str, MovingClock]]:
+    """The same app served from its own thread and event loop (the CLI runs ``asyncio.run``)."""
+    clock = MovingClock()
+    started: queue.Queue[tuple[str, asyncio.AbstractEventLoop, asyncio.Event]] = queue.Queue()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        async with serve_on_loopback(_app(clock)) as base:
+            started.put((base, asyncio.get_running_loop(), stop))
+            await stop.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    base, loop, stop = started.get(timeout=10)
+    try:
+        yield base, clock
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+
+
+def _cli(
+    base: str, *extra: str, env: dict[str, str] | None = None, products: str = "/products"
+) -> Result:
+    args = [
+        "check",
+        "--products-url",
+        f"{base}{products}",
+        "--cart-url",
+        f"{base}/cart",
+        "--cart-get-url",
+        f"{base}/cart/items",
+        *extra,
+    ]
+    return CliRunner().invoke(main, args, env=env or {"VIZOCHOK_CHECK_SECRET": SECRET})
+
+
+def test_cli_exits_0_when_every_check_passes(
+    threaded_shop: tuple[str, MovingClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    """CLI ``check`` with URLs: a human report saying "your own machine", exit 0; no secret."""
+    base, _ = threaded_shop
+    result = _cli(f"{base}/good/api/vizochok", "--sku", "milk-001", products="/check-products")
+    assert result.exit_code == 0, result.output
+    assert "run from your own machine" in result.stdout
+    assert "ok   security.forged_signature: " in result.stdout
+    assert "12 passed, 0 failed, 0 skipped: all passed" in result.stdout
+    assert SECRET not in result.output + caplog.text
+
+
+def test_cli_exits_1_with_a_json_report_when_a_check_fails(
+    threaded_shop: tuple[str, MovingClock], tmp_path: Path
+) -> None:
+    """CLI ``check --json`` against the sloppy shop: JSON with the failures, exit 1; the
+    secret read from --secret-file is never printed."""
+    base, _ = threaded_shop
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n", "utf-8")
+    result = _cli(f"{base}/sloppy", "--json", "--secret-file", str(secret_file), env={})
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["where"] == OWN_MACHINE
+    failed = {c["name"] for c in report["checks"] if c["status"] == "failed"}
+    assert "security.forged_signature" in failed and "cart.idempotent_retry" in failed
+    assert SECRET not in result.output
+
+
+def test_cli_without_a_secret_is_a_usage_error() -> None:
+    """No secret in the file or variable: exit 2, naming the ways to give one."""
+    result = _cli("http://127.0.0.1:9", env={"VIZOCHOK_CHECK_SECRET": ""})
+    assert result.exit_code == 2
+    assert "--secret-file" in result.output and "shell's history" in result.output
