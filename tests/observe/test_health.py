@@ -20,6 +20,8 @@ from vizochok_dispatch.admin._operations import READY_TIMEOUT_SECONDS, check_rea
 
 from .support import observed
 
+pytestmark = pytest.mark.loopback
+
 READY = {"status": "ready", "store": "ok", "migrations": "ok", "event_worker": "ok"}
 #: Every value /readyz may show: words, never an error, host, version or timing.
 WORDS = {"ready", "not_ready", "ok", "unreachable", "behind", "unknown", "stopped", "off"}
