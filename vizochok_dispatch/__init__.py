@@ -29,7 +29,17 @@ from .contract._signing import (
 from .events._catalog import EVENT_TYPES, EventType
 from .events._schedule import RetrySchedule
 from .events._service import EventService
-from .events._values import DrainReport, EventAttempt, EventDelivery, EventEndpoint, PublishedEvent
+from .events._values import (
+    DrainReport,
+    EndpointDisabled,
+    EndpointTestReport,
+    EventAttempt,
+    EventDelivery,
+    EventEndpoint,
+    PublishedEvent,
+    PurgeReport,
+    RecoveryReport,
+)
 from .http._transport import AiohttpTransport
 from .observe import Metrics, Tracing
 from .tenants._cache import CachedConfigStore
@@ -80,6 +90,8 @@ __all__ = [
     "DispatchSettings",
     "Dispatcher",
     "DrainReport",
+    "EndpointDisabled",
+    "EndpointTestReport",
     "EventAttempt",
     "EventDelivery",
     "EventEndpoint",
@@ -99,7 +111,9 @@ __all__ = [
     "ProductOffer",
     "ProductsResult",
     "PublishedEvent",
+    "PurgeReport",
     "RateLimiter",
+    "RecoveryReport",
     "ReencryptReport",
     "RetryPolicy",
     "RetrySchedule",

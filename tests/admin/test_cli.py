@@ -50,11 +50,11 @@ def _authenticate(database_url: str, key: str) -> Tenant | None:
 
 
 def test_db_upgrade_migrates_to_head_and_is_repeatable(cli: Callable[..., Result]) -> None:
-    """CLI db upgrade: reaches head (0009: procrastinate's lock index) and can run again."""
+    """CLI db upgrade: reaches head (0010: event operations) and can run again."""
     result = cli("db", "upgrade")
     assert result.exit_code == 0
     assert f"is at revision {head_revision()} (head)" in result.stdout
-    assert head_revision() == "0009"
+    assert head_revision() == "0010"
 
 
 def test_tenants_create_prints_the_id_and_a_working_key_once(

@@ -20,6 +20,9 @@ from .support import CALLS, PROMOTE, ROLL, ROTATE, TEST_FIRE, WEBHOOKS, Admin, b
 
 ERROR_REF = "#/components/schemas/ErrorResponse"
 ENDPOINT_SECRET = "/api/v1/admin/event-endpoints/{endpoint_id}/secret"
+ENDPOINT_TEST = "/api/v1/admin/event-endpoints/{endpoint_id}/test"
+RETRY = "/api/v1/admin/deliveries/{delivery_id}/retry"
+RECOVER = "/api/v1/admin/event-endpoints/{endpoint_id}/recover"
 #: What each operation can answer besides 200 (README "Errors"), and nothing else.
 STATUSES = {
     ("get", WEBHOOKS): {401, 409, 413, 500, 503},
@@ -40,6 +43,9 @@ STATUSES = {
     ("get", "/api/v1/admin/event-types"): {401, 413, 500, 503},
     ("get", "/api/v1/admin/deliveries"): {401, 413, 422, 500, 503},
     ("get", "/api/v1/admin/deliveries/{delivery_id}"): {401, 404, 413, 422, 500, 503},
+    ("post", ENDPOINT_TEST): {401, 404, 413, 415, 422, 429, 500, 503},
+    ("post", RETRY): {401, 404, 409, 413, 422, 500, 503},
+    ("post", RECOVER): {401, 404, 409, 413, 415, 422, 500, 503},
 }
 #: The request body schema of each operation that takes one, with where its fields go.
 BODIES = {
@@ -47,6 +53,8 @@ BODIES = {
     "SecretRotateRequest": ("POST", ROTATE),
     "SecretRollRequest": ("POST", ROLL),
     "WebhookTestRequest": ("POST", TEST_FIRE),
+    "EventEndpointTestRequest": ("POST", ENDPOINT_TEST.replace("{endpoint_id}", "ep_x")),
+    "EventRecoverRequest": ("POST", RECOVER.replace("{endpoint_id}", "ep_x")),
 }
 
 

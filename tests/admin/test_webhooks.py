@@ -346,6 +346,9 @@ async def test_openapi_and_docs_are_served(admin: Admin) -> None:
         ("GET", "/api/v1/admin/event-types"),
         ("GET", "/api/v1/admin/deliveries"),
         ("GET", "/api/v1/admin/deliveries/{delivery_id}"),
+        ("POST", "/api/v1/admin/event-endpoints/{endpoint_id}/test"),
+        ("POST", "/api/v1/admin/deliveries/{delivery_id}/retry"),
+        ("POST", "/api/v1/admin/event-endpoints/{endpoint_id}/recover"),
     }
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]

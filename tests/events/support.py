@@ -55,7 +55,7 @@ async def make(database_url: str) -> AsyncIterator[MakeDispatcher]:
         async def build(*, url: str | None = None, **options: Any) -> Dispatcher:
             keywords = {
                 k: options.pop(k)
-                for k in ("clock", "sleep", "resolver", "transport")
+                for k in ("clock", "sleep", "resolver", "transport", "on_event_endpoint_disabled")
                 if k in options
             }
             dispatcher = Dispatcher.from_settings(

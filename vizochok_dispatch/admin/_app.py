@@ -32,6 +32,7 @@ from ..webhooks._settings import DispatchSettings
 from ._call_routes import router as call_router
 from ._deps import AdminContext
 from ._errors import ApiError, error_body, install_error_handlers
+from ._event_ops import router as event_ops_router
 from ._event_routes import router as event_router
 from ._operations import router as operations_router
 from ._routes import errors_beside_shape_errors, router
@@ -105,6 +106,7 @@ def create_admin_app(
     app.include_router(call_router)
     app.include_router(operations_router)
     app.include_router(event_router)
+    app.include_router(event_ops_router)
     install_panel(app)
     app.add_middleware(AdminGuard, max_body_bytes=chosen.admin_max_body_bytes)
     return app

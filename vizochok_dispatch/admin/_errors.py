@@ -160,8 +160,8 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
         return f"{text} (limit {limit})" if limit is not None and "too" in kind else text
     message = str(error.get("msg", "is invalid"))
     message = message.removeprefix("Value error, ")
-    if message.startswith("Input should be"):
-        message = "must be" + message.removeprefix("Input should be")
+    if message.startswith("Input should "):  # "be ...", "have timezone info" ...
+        message = "must " + message.removeprefix("Input should ")
     return message
 
 

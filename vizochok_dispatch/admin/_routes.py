@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
 
@@ -68,17 +69,24 @@ _ERROR_HEADERS: Final[dict[int, dict[str, Any]]] = {
 }
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses an operation can answer."""
+def errors_for(
+    *statuses: int, texts: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an operation can answer; ``texts`` says
+    what a status means for that operation when it differs from the webhook routes'."""
     every = sorted({401, 413, 500, 503, *statuses})
+    described = {**_ERROR_TEXT, **(texts or {})}
     return {
         status: {
             "model": ErrorResponse,
-            "description": _ERROR_TEXT[status],
+            "description": described[status],
             **({"headers": _ERROR_HEADERS[status]} if status in _ERROR_HEADERS else {}),
         }
         for status in every
     }
+
+
+_errors = errors_for
 
 
 router = APIRouter(prefix="/api/v1/admin", tags=["webhooks"], route_class=AuthenticatedRoute)

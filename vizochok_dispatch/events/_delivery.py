@@ -22,9 +22,10 @@ settle): what a job queue's task calls.
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Final, NamedTuple
@@ -46,8 +47,8 @@ from ..tenants._config import ConfigRules, url_problem
 from ..tenants._rotation import promotion_due
 from ._schedule import RandomSource, RetrySchedule
 from ._store import ENDPOINT_DISABLED, Claim, EventStore, Settlement
-from ._tables import DELIVERED, FAILED, PENDING, SCHEDULED
-from ._values import EventAttempt
+from ._tables import DELIVERED, FAILED, PENDING
+from ._values import EndpointDisabled, EventAttempt, Trigger
 
 #: Bytes of each answer kept with its attempt.
 EXCERPT_BYTES: Final = 4096
@@ -75,6 +76,12 @@ def _detail(status: int | None, failure: str | None) -> str | None:
 class _Attempted(NamedTuple):
     attempt: EventAttempt
     retry_after: float | None
+    location: str | None = None
+
+
+#: Told when delivery disables an endpoint (after it is recorded); may be a coroutine
+#: function.  What it raises is logged and dropped.
+DisabledHook = Callable[[EndpointDisabled], Awaitable[None] | None]
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -114,10 +121,12 @@ class EventDeliverer:
         rand: RandomSource = random.random,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        on_disabled: DisabledHook | None = None,
     ) -> None:
         self._metrics = metrics
         self._tracing = tracing or Tracing(enabled=False)
         self._store = store
+        self._on_disabled = on_disabled
         self._send = send
         self._clock = clock
         self._schedule = schedule
@@ -145,14 +154,15 @@ class EventDeliverer:
         only its recording is left."""
         if claim.secret is None:
             return None
-        if not claim.enabled:
+        if not claim.enabled and not claim.test:  # a test is sent to a disabled endpoint too
             settlement = Settlement(FAILED, None, ENDPOINT_DISABLED)
         else:
             attempted = await self._attempt(claim)
             settlement = self._judge(claim, attempted)
         if on_settling is not None:
             on_settling()
-        if not await self._store.settle(claim, settlement, now=self._now()):
+        settled = await self._store.settle(claim, settlement, now=self._now())
+        if not settled.recorded:
             _log.warning("event.lease_lost", delivery_id=claim.delivery_id, attempt=claim.attempt)
             return None
         self._log(claim, settlement)
@@ -164,7 +174,33 @@ class EventDeliverer:
                 settlement.detail,
                 None if attempt is None else attempt.latency_ms / 1000.0,
             )
+        if settled.disabled is not None:
+            await self._disabled(settled.disabled)
         return settlement
+
+    async def _disabled(self, disabled: EndpointDisabled) -> None:
+        """Say that delivery disabled an endpoint: the log event and the operator hook."""
+        _log.warning(
+            "event_endpoint.disabled",
+            tenant_id=disabled.tenant_id,
+            endpoint_id=disabled.endpoint_id,
+            cause=disabled.cause,
+            reason=disabled.reason,
+            failed_deliveries=disabled.failed_deliveries,
+            failing_since=disabled.failing_since,
+        )
+        if self._on_disabled is None:
+            return
+        try:
+            outcome = self._on_disabled(disabled)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:  # the operator's hook must not stop deliveries
+            _log.exception(
+                "event_endpoint.disabled_hook_failed",
+                endpoint_id=disabled.endpoint_id,
+                error_type=type(exc).__name__,
+            )
 
     async def _attempt(self, claim: Claim) -> _Attempted:
         attempted_at = self._now()
@@ -173,7 +209,14 @@ class EventDeliverer:
         if problem is None:
             problem = self._rules.destinations.url_problem(claim.url)
         if problem is not None:
-            blocked = EventAttempt(claim.attempt, None, 0.0, BLOCKED_DESTINATION, attempted_at)
+            blocked = EventAttempt(
+                claim.attempt,
+                None,
+                0.0,
+                BLOCKED_DESTINATION,
+                attempted_at,
+                trigger=_trigger(claim.trigger),
+            )
             return _Attempted(blocked, None)
         headers = {
             "User-Agent": USER_AGENT,
@@ -192,10 +235,12 @@ class EventDeliverer:
         }
         excerpt: bytes | None = None
         retry_after: str | None = None
+        location: str | None = None
 
         async def read(response: WireResponse) -> None:
-            nonlocal excerpt, retry_after
+            nonlocal excerpt, retry_after, location
             retry_after = response.header("Retry-After")
+            location = response.header("Location")
             excerpt = await response.read_prefix(EXCERPT_BYTES)
 
         tracer = self._tracing.tracer()
@@ -232,12 +277,12 @@ class EventDeliverer:
             attempted_at=attempted_at,
             response=excerpt,
             reason=sent.reason,
-            trigger=SCHEDULED,
+            trigger=_trigger(claim.trigger),
         )
         wait = None
         if sent.status in _RETRY_AFTER_STATUSES:
             wait = retry_after_seconds(retry_after, attempted_at.timestamp())
-        return _Attempted(attempt, wait)
+        return _Attempted(attempt, wait, location)
 
     async def _exchange(self, claim: Claim, headers: dict[str, str], read: ReadAnswer) -> Exchange:
         return await exchange(
@@ -255,6 +300,8 @@ class EventDeliverer:
         attempt = attempted.attempt
         if attempt.detail is None:
             return Settlement(DELIVERED, None, None, attempt)
+        if claim.test:  # one attempt; a 410 to a test disables nothing
+            return Settlement(FAILED, None, attempt.detail, attempt, location=attempted.location)
         if attempt.status == 410:
             return Settlement(FAILED, None, attempt.detail, attempt, disable_reason=GONE_REASON)
         delay = self._schedule.delay_before(claim.attempt + 1, self._rand)
@@ -283,8 +330,6 @@ class EventDeliverer:
                 outcome=settlement.status,
                 next_attempt_at=settlement.next_attempt_at,
             )
-        if settlement.disable_reason is not None:
-            log.warning("event.endpoint_disabled", reason=settlement.disable_reason)
         if settlement.status == FAILED:
             log.warning("event.delivery_failed", detail=settlement.detail)
 
@@ -299,3 +344,7 @@ def signing_secrets(claim: Claim, now: datetime) -> tuple[str, str | None]:
     if promotion_due(claim.pending_promotes_at, now):
         return claim.pending_secret, None
     return claim.secret, claim.pending_secret if claim.signature_scheme != "vizochok" else None
+
+
+def _trigger(value: str) -> Trigger:
+    return "manual" if value == "manual" else "test" if value == "test" else "scheduled"

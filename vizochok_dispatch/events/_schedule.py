@@ -35,6 +35,7 @@ MAX_DELAY_SECONDS: Final = 30 * 86400.0
 MAX_JITTER: Final = 1.0
 
 _DELAY = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _EXAMPLE: Final = 'e.g. "30s,5m,1h"'
 
 #: A random number in [0, 1): where jitter comes from (tests pass their own).
@@ -112,21 +113,43 @@ class RetrySchedule:
 def _seconds(entry: str, index: int) -> float:
     if not entry:
         raise SettingsError(f"{SETTING}: entry {index} is empty ({_EXAMPLE})")
+    seconds = _unit_seconds(entry, f"{SETTING}: entry {index} {entry!r:.40}", "delay", _EXAMPLE)
+    if seconds > MAX_DELAY_SECONDS:
+        raise SettingsError(f"{SETTING}: entry {index} {entry!r:.40} is longer than 30d")
+    return seconds
+
+
+def _unit_seconds(entry: str, what: str, noun: str, example: str) -> float:
     match = _DELAY.fullmatch(entry.lower())
     if match is None:
         raise SettingsError(
-            f"{SETTING}: entry {index} {entry!r:.40} is not a delay: write a number and a unit "
-            f"(ms, s, m, h or d), {_EXAMPLE}"
+            f"{what} is not a {noun}: write a number and a unit (ms, s, m, h or d), {example}"
         )
     number, unit = match.groups()
     if unit not in UNITS:
-        raise SettingsError(
-            f"{SETTING}: entry {index} {entry!r:.40} has the unknown unit {unit!r:.10}; "
-            "use ms, s, m, h or d"
+        raise SettingsError(f"{what} has the unknown unit {unit!r:.10}; use ms, s, m, h or d")
+    return float(number) * UNITS[unit]
+
+
+def parse_duration(value: object, *, setting: str, low: float, high: float) -> float:
+    """A duration setting as seconds: a number of seconds, or text such as ``"5d"`` or
+    ``"90m"`` (the schedule's units); :class:`SettingsError` naming ``setting`` when it is
+    not one or lies outside ``low``-``high`` seconds."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise SettingsError(f"{setting} must be a duration such as 5d or 12h")
+    if isinstance(value, str):
+        text = value.strip()
+        seconds = (
+            float(text)
+            if _NUMBER.fullmatch(text)
+            else _unit_seconds(text, f"{setting} {value!r:.40}", "duration", "e.g. 5d or 12h")
         )
-    seconds = float(number) * UNITS[unit]
-    if seconds > MAX_DELAY_SECONDS:
-        raise SettingsError(f"{SETTING}: entry {index} {entry!r:.40} is longer than 30d")
+    else:
+        seconds = float(value)
+    if not low <= seconds <= high:
+        raise SettingsError(
+            f"{setting} must be from {_written(low) if low else '0'} to {_written(high)}"
+        )
     return seconds
 
 

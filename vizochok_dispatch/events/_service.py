@@ -47,11 +47,27 @@ from ..tenants._rotation import (
 from ..tenants._sql_store import SqlConfigStore
 from ..tenants._store import ConfigStore
 from ._catalog import lookup_event_type, match_event_types, type_matches, validate_event_data
-from ._delivery import EventDeliverer
+from ._delivery import DisabledHook, EventDeliverer, new_token
 from ._ids import DELIVERY_PREFIX, ENDPOINT_PREFIX, EVENT_PREFIX, new_id
+from ._operations import (
+    BATCH_SIZE,
+    MAX_RECOVERED,
+    PURGE_INTERVAL_SECONDS,
+    AutoDisable,
+    Retention,
+    test_problems,
+)
 from ._schedule import RandomSource, RetrySchedule
-from ._store import EventStore, Settlement
-from ._values import DrainReport, EventDelivery, EventEndpoint, PublishedEvent
+from ._store import IN_FLIGHT, Claim, EventStore, Settlement
+from ._values import (
+    DrainReport,
+    EndpointTestReport,
+    EventDelivery,
+    EventEndpoint,
+    PublishedEvent,
+    PurgeReport,
+    RecoveryReport,
+)
 from ._worker import Worker
 
 if TYPE_CHECKING:
@@ -111,6 +127,9 @@ class EventService:
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
         secret_overlap_seconds: float = DEFAULT_SECRET_OVERLAP_SECONDS,
+        auto_disable: AutoDisable | None = None,
+        retention: Retention | None = None,
+        on_disabled: DisabledHook | None = None,
     ) -> None:
         if (problem := overlap_problem(secret_overlap_seconds)) is not None:
             raise InvalidCall(f"secret_overlap_seconds {problem}")
@@ -124,7 +143,12 @@ class EventService:
         self._stalled_seconds = stalled_seconds
         self._connect_timeout = connect_timeout
         self._queue: ProcrastinateQueue | None = None
-        self._store = EventStore(store) if isinstance(store, SqlConfigStore) else None
+        self._retention = retention or Retention()
+        self._store = (
+            EventStore(store, auto_disable=auto_disable)
+            if isinstance(store, SqlConfigStore)
+            else None
+        )
         self._deliverer: EventDeliverer | None = None
         self._worker: Worker | None = None
         if self._store is not None:
@@ -137,6 +161,7 @@ class EventService:
                 rand=rand,
                 metrics=metrics,
                 tracing=tracing,
+                on_disabled=on_disabled,
             )
             self._worker = Worker(
                 store=self._store,
@@ -146,6 +171,8 @@ class EventService:
                 concurrency=concurrency,
                 per_endpoint=per_endpoint,
                 poll_seconds=poll_seconds,
+                purge=self.purge_expired,
+                purge_interval_seconds=PURGE_INTERVAL_SECONDS,
             )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -754,6 +781,241 @@ class EventService:
         if _tenant_id_problem(tenant_id) is not None or text_problem(delivery_id, ID_FILTER):
             return None
         return await store.delivery(tenant_id, delivery_id)
+
+    # -- operations: test, retry, recover, retention -------------------------------------------
+
+    async def test_endpoint(
+        self, tenant_id: str, endpoint_id: str, *, event_type: str
+    ) -> EndpointTestReport | None:
+        """Send ``event_type``'s catalog example to the endpoint now, through the delivery
+        path itself (signing, SSRF guard, deadline), and report it (docs/webhooks.md §9).
+
+        The test is recorded as an event and a delivery marked ``test``: one attempt (no
+        retries), never counted towards auto-disable, never recovered; a ``410`` disables
+        nothing.  It is sent whether or not the endpoint subscribes to ``event_type``
+        (``subscribed`` says which) and whether or not it is enabled, so a receiver can be
+        checked before the endpoint is enabled again.  ``None``: the tenant has no endpoint
+        ``endpoint_id``.  Raises :class:`InvalidCall` naming ``event_type`` for a type not in
+        the catalog (listing the known ones).
+        """
+        store, deliverer, _ = self._parts()
+        entry = lookup_event_type(event_type)
+        if _tenant_id_problem(tenant_id) is not None:
+            return None
+        endpoint = await store.endpoint(tenant_id, endpoint_id)
+        if endpoint is None:
+            return None
+        now = self._now()
+        event_id = new_id(EVENT_PREFIX, now.timestamp())
+        data = validate_event_data(entry.name, entry.example)
+        claim = await store.insert_test_delivery(
+            endpoint,
+            event_id=event_id,
+            delivery_id=new_id(DELIVERY_PREFIX, now.timestamp()),
+            event_type=entry.name,
+            body=event_body(event_id, entry.name, now, data),
+            now=now,
+            token=new_token(),
+        )
+        if claim is None:  # deleted meanwhile
+            return None
+        settlement = await deliverer.deliver(claim)
+        report = _test_report(endpoint, claim, settlement)
+        _log.info(
+            "event.endpoint_tested",
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            event_type=entry.name,
+            ok=report.ok,
+            status=report.status,
+            detail=report.detail,
+        )
+        return report
+
+    async def owner(
+        self, *, delivery_id: str | None = None, endpoint_id: str | None = None
+    ) -> str | None:
+        """The tenant a delivery (or else an endpoint) belongs to, by its id alone: for
+        operators (the ``events retry`` / ``events recover`` commands), never for a tenant's
+        own calls.  ``None`` when there is no such id."""
+        store = self._parts()[0]
+        if delivery_id is None and endpoint_id is None:
+            raise InvalidCall("name a delivery_id or an endpoint_id")
+        return await store.owner(delivery_id=delivery_id, endpoint_id=endpoint_id)
+
+    async def retry_delivery(self, tenant_id: str, delivery_id: str) -> EventDelivery | str | None:
+        """Make a new attempt of one of the tenant's deliveries now, whatever its status (a
+        delivered one is sent again, same event id), through the delivery path; the delivery
+        afterwards, with every attempt (the new one's trigger is ``manual``).
+
+        The outcome is judged as any attempt's: a 2xx delivers; a failure goes on with the
+        retry schedule from the attempt count (with the default three attempts, a delivery
+        that used them fails again after this one).  ``None``: no such delivery of the
+        tenant.  ``"in_flight"``: another attempt of it is under way (try again when it is
+        over).  ``"endpoint_disabled"``: its endpoint is disabled (enable it first); nothing
+        was sent then.
+        """
+        store, deliverer, _ = self._parts()
+        if _tenant_id_problem(tenant_id) is not None:
+            return None
+        current = await store.delivery(tenant_id, delivery_id)
+        if current is None:
+            return None
+        endpoint = await store.endpoint(tenant_id, current.endpoint_id)
+        if endpoint is None or (not endpoint.enabled and not current.test):
+            return "endpoint_disabled"
+        claim = await store.claim_for_retry(
+            tenant_id, delivery_id, now=self._now(), token=new_token()
+        )
+        if isinstance(claim, str):
+            return None if claim != IN_FLIGHT else claim
+        await deliverer.deliver(claim)
+        _log.info(
+            "event.delivery_retried",
+            tenant_id=tenant_id,
+            delivery_id=delivery_id,
+            attempt=claim.attempt,
+        )
+        return await store.delivery(tenant_id, delivery_id)
+
+    async def recover(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        limit: int = MAX_RECOVERED,
+    ) -> RecoveryReport | str | None:
+        """Re-queue the endpoint's failed deliveries published from ``since`` up to (not
+        including) ``until`` (``None``: up to now, included): each is pending again, due at
+        once, and its next attempt is ``manual`` (it goes on with the retry schedule from its
+        attempt count).
+
+        At most ``limit`` (1 to 10,000) a call, in transactions of 500 (no long locks); the
+        report says how many and whether more are left (``more``: call again with the same
+        range).  The worker takes them round robin with other endpoints' deliveries, within
+        the endpoint's in-flight cap, so a recovery starves no one.  Test deliveries are not
+        recovered.  ``None``: no such endpoint of the tenant; ``"endpoint_disabled"``: enable
+        it first.  Raises :class:`InvalidCall` naming ``since``, ``until`` or ``limit``.
+        """
+        store, _, worker = self._parts()
+        now = self._now()
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise InvalidCall(f"{name} must be a datetime with a time zone")
+        if until is not None and until <= since:
+            raise InvalidCall("until must be later than since")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RECOVERED:
+            raise InvalidCall(f"limit must be a whole number from 1 to {MAX_RECOVERED}")
+        if _tenant_id_problem(tenant_id) is not None:
+            return None
+        endpoint = await store.endpoint(tenant_id, endpoint_id)
+        if endpoint is None:
+            return None
+        if not endpoint.enabled:
+            return "endpoint_disabled"
+        recovered, more = await store.recover(
+            tenant_id,
+            endpoint_id,
+            since=since.astimezone(UTC),
+            until=None if until is None else until.astimezone(UTC),
+            now=now,
+            limit=limit,
+        )
+        if recovered:
+            worker.wake()
+        _log.info(
+            "event.endpoint_recovered",
+            tenant_id=tenant_id,
+            endpoint_id=endpoint_id,
+            recovered=recovered,
+            more=more,
+        )
+        return RecoveryReport(
+            endpoint_id=endpoint_id,
+            recovered=recovered,
+            more=more,
+            since=since.astimezone(UTC),
+            until=None if until is None else until.astimezone(UTC),
+            limit=limit,
+        )
+
+    async def purge_expired(
+        self, *, batch_size: int = BATCH_SIZE, max_batches: int | None = None
+    ) -> PurgeReport:
+        """Delete what retention lets go (``VIZOCHOK_EVENT_RETAIN_DELIVERED`` /
+        ``_FAILED``; module docstring of ``events._operations``), ``batch_size`` rows a
+        transaction, all of it or ``max_batches`` batches.  The embedded worker calls this
+        every hour; a deployment with another worker schedules it (e.g. a periodic
+        procrastinate task).  Raises :class:`StoreError` when the database fails."""
+        store = self._parts()[0]
+        report = await store.purge(
+            self._retention, now=self._now(), batch_size=batch_size, max_batches=max_batches
+        )
+        if report.deliveries or report.events:
+            _log.info(
+                "event.purged",
+                deliveries=report.deliveries,
+                attempts=report.attempts,
+                events=report.events,
+                more=report.more,
+            )
+        return report
+
+
+def _test_report(
+    endpoint: EventEndpoint, claim: Claim, settlement: Settlement | None
+) -> EndpointTestReport:
+    attempt = settlement.attempt if settlement is not None else None
+    subscribed = any(type_matches(p, claim.event_type) for p in endpoint.event_types)
+    if attempt is None:  # the outcome could not be recorded (its secret is unreadable)
+        return EndpointTestReport(
+            endpoint_id=endpoint.id,
+            event_type=claim.event_type,
+            url=endpoint.url,
+            ok=False,
+            status=None,
+            latency_ms=None,
+            detail="internal_error",
+            delivery_id=claim.delivery_id,
+            event_id=claim.event_id,
+            attempts=(),
+            problems=("internal_error: the test could not be sent or recorded; try again",),
+            subscribed=subscribed,
+        )
+    problems, hint = test_problems(
+        status=attempt.status,
+        detail=attempt.detail,
+        reason=attempt.reason,
+        timeout_seconds=endpoint.timeout_seconds,
+        response=attempt.response,
+        location=settlement.location if settlement is not None else None,
+        scheme=endpoint.signature_scheme,
+    )
+    if not subscribed:
+        problems.append(
+            f"this endpoint does not subscribe to {claim.event_type}: real events of this "
+            "type are not sent to it"
+        )
+    return EndpointTestReport(
+        endpoint_id=endpoint.id,
+        event_type=claim.event_type,
+        url=endpoint.url,
+        ok=attempt.detail is None,
+        status=attempt.status,
+        latency_ms=attempt.latency_ms,
+        detail=attempt.detail,
+        delivery_id=claim.delivery_id,
+        event_id=claim.event_id,
+        attempts=(attempt,),
+        problems=tuple(problems),
+        hint=hint,
+        response_body=None
+        if attempt.response is None
+        else attempt.response.decode("utf-8", "replace"),
+        subscribed=subscribed,
+    )
 
 
 def _needs_postgres() -> InvalidConfig:

@@ -48,6 +48,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -61,15 +62,29 @@ from .._exceptions import SecretUnreadable, StoreError
 from ..tenants._crypto import KEYS_SETTING, SecretBox, is_encrypted
 from ..tenants._pages import Cursor, Page, before, newest_first, page_of
 from ..tenants._sql_store import SqlConfigStore, safe_url
+from ._operations import BATCH_SIZE, AutoDisable, Retention
 from ._tables import (
+    DELIVERED,
     FAILED,
+    MANUAL,
     PENDING,
+    SCHEDULED,
+    TEST,
     EventAttemptRow,
     EventDeliveryRow,
     EventEndpointRow,
     EventRow,
+    UtcDateTime,
 )
-from ._values import DeliveryStatus, EventAttempt, EventDelivery, EventEndpoint, PublishedEvent
+from ._values import (
+    DeliveryStatus,
+    EndpointDisabled,
+    EventAttempt,
+    EventDelivery,
+    EventEndpoint,
+    PublishedEvent,
+    PurgeReport,
+)
 
 _E = cast(Table, EventEndpointRow.__table__)
 _V = cast(Table, EventRow.__table__)
@@ -114,6 +129,10 @@ class Claim:
     timeout_seconds: float = 15.0
     enabled: bool = True
     ordered: bool = False
+    #: What started this attempt (``scheduled``, ``manual`` or ``test``).
+    trigger: str = SCHEDULED
+    #: An endpoint test's delivery: one attempt, never counted towards auto-disable.
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +145,21 @@ class Settlement:
     attempt: EventAttempt | None = None
     #: Set: disable the endpoint with this reason (it answered ``410 Gone``).
     disable_reason: str | None = None
+    #: A redirect's ``Location`` (never followed; an endpoint test's report names it).
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What recording an attempt did: whether it was recorded, and the endpoint it disabled."""
+
+    recorded: bool
+    disabled: EndpointDisabled | None = None
+
+
+#: Why a delivery could not be taken for a retry (``EventStore.claim_for_retry``).
+NOT_FOUND: Final = "not_found"
+IN_FLIGHT: Final = "in_flight"
 
 
 #: Settlements written in one transaction at most.
@@ -139,7 +173,7 @@ class _Waiting:
     claim: Claim
     settlement: Settlement
     now: datetime
-    outcome: asyncio.Future[bool]
+    outcome: asyncio.Future[Settled]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +203,11 @@ def _secret_name(tenant_id: str, endpoint_id: str) -> str:
 class EventStore:
     """Event webhooks' rows, on a :class:`SqlConfigStore`'s engine and keys."""
 
-    def __init__(self, config_store: SqlConfigStore) -> None:
+    def __init__(
+        self, config_store: SqlConfigStore, *, auto_disable: AutoDisable | None = None
+    ) -> None:
         self._config = config_store
+        self._auto_disable = auto_disable or AutoDisable()
         self._own_engine: AsyncEngine | None = None
         self._serial: asyncio.Lock | None = None
         #: SQLite file: this process's write transactions, one at a time (module docstring).
@@ -427,6 +464,8 @@ class EventStore:
                 return None
             if values.get("enabled") is True:
                 values.update(disabled_reason=None, disabled_at=None)
+                if not row.enabled:  # enabled again: auto-disable counts afresh
+                    values.update(failed_deliveries=0, failing_since=None)
             elif values.get("enabled") is False and row.enabled:
                 values.setdefault("disabled_reason", MANUAL_DISABLE_REASON)
                 values["disabled_at"] = now
@@ -853,6 +892,8 @@ class EventStore:
                     _E.c.timeout_seconds,
                     _E.c.enabled,
                     _E.c.ordered,
+                    _D.c.trigger,
+                    _D.c.test,
                 )
                 .join(_V, _V.c.id == _D.c.event_id)
                 .join(_E, _E.c.id == _D.c.endpoint_id)
@@ -891,6 +932,8 @@ class EventStore:
                         timeout_seconds=float(row.timeout_seconds),
                         enabled=bool(row.enabled),
                         ordered=bool(row.ordered),
+                        trigger=row.trigger or SCHEDULED,
+                        test=bool(row.test),
                     )
                 )
         order = {delivery_id: index for index, delivery_id in enumerate(ids)}
@@ -989,13 +1032,215 @@ class EventStore:
                     .values(claimed_until=None, claim_token=None)
                 )
 
+    # -- operations: retry, test, recover, purge ----------------------------------------------
+
+    async def owner(
+        self, *, delivery_id: str | None = None, endpoint_id: str | None = None
+    ) -> str | None:
+        """The tenant of a delivery or an endpoint, by id alone (for operators); ``None``
+        when there is none."""
+        table, key = (_D, delivery_id) if delivery_id is not None else (_E, endpoint_id)
+        async with self._reading() as conn:
+            found: str | None = (
+                await conn.execute(select(table.c.tenant_id).where(table.c.id == key))
+            ).scalar_one_or_none()
+        return found
+
+    async def claim_for_retry(
+        self, tenant_id: str, delivery_id: str, *, now: datetime, token: str
+    ) -> Claim | str:
+        """Lease one of the tenant's deliveries for a manual attempt now, whatever its status
+        (a test delivery included); :data:`NOT_FOUND` or :data:`IN_FLIGHT` (another attempt
+        holds it) when it cannot be taken."""
+        async with self._writing() as conn:
+            found = (
+                await conn.execute(
+                    select(_D.c.claimed_until, _E.c.timeout_seconds)
+                    .join(_E, _E.c.id == _D.c.endpoint_id)
+                    .where(_D.c.id == delivery_id, _D.c.tenant_id == tenant_id)
+                )
+            ).first()
+            if found is None:
+                return NOT_FOUND
+            lease = now + timedelta(seconds=float(found.timeout_seconds) + LEASE_GRACE_SECONDS)
+            result = await conn.execute(
+                update(_D)
+                .where(
+                    _D.c.id == delivery_id,
+                    or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
+                )
+                .values(claimed_until=lease, claim_token=token, trigger=MANUAL, updated_at=now)
+                .returning(_D.c.id)
+            )
+            if result.first() is None:
+                return IN_FLIGHT
+        claims = await self._claims([delivery_id], token)
+        return claims[0] if claims else NOT_FOUND
+
+    async def insert_test_delivery(
+        self,
+        endpoint: EventEndpoint,
+        *,
+        event_id: str,
+        delivery_id: str,
+        event_type: str,
+        body: bytes,
+        now: datetime,
+        token: str,
+    ) -> Claim | None:
+        """Record an endpoint test's event and its one delivery, already leased to the caller
+        (no worker takes it: it has no due time), and return the claim its attempt runs on;
+        ``None`` if the endpoint is gone."""
+        lease = now + timedelta(seconds=endpoint.timeout_seconds + LEASE_GRACE_SECONDS)
+        async with self._writing() as conn:
+            await conn.execute(
+                insert(_V).values(
+                    id=event_id,
+                    tenant_id=endpoint.tenant_id,
+                    event_type=event_type,
+                    body=body,
+                    idempotency_key=None,
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                insert(_D).values(
+                    id=delivery_id,
+                    event_id=event_id,
+                    endpoint_id=endpoint.id,
+                    tenant_id=endpoint.tenant_id,
+                    event_type=event_type,
+                    status=PENDING,
+                    attempts=0,
+                    next_attempt_at=None,
+                    claimed_until=lease,
+                    claim_token=token,
+                    test=True,
+                    trigger=TEST,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        claims = await self._claims([delivery_id], token)
+        return claims[0] if claims else None
+
+    async def recover(
+        self,
+        tenant_id: str,
+        endpoint_id: str,
+        *,
+        since: datetime,
+        until: datetime | None,
+        now: datetime,
+        limit: int,
+        batch_size: int = BATCH_SIZE,
+    ) -> tuple[int, bool]:
+        """Make the endpoint's failed deliveries published in ``[since, until)`` (``None``:
+        no end) pending and due now (a manual attempt), at most ``limit``, in transactions
+        of ``batch_size``: ``(re-queued, more failed ones left in the range)``.  Test
+        deliveries are left."""
+        in_range = [
+            _D.c.endpoint_id == endpoint_id,
+            _D.c.tenant_id == tenant_id,
+            _D.c.status == FAILED,
+            _D.c.test.is_(False),
+            _D.c.created_at >= since,
+        ]
+        if until is not None:
+            in_range.append(_D.c.created_at < until)
+        recovered = 0
+        while recovered < limit:
+            async with self._writing() as conn:
+                ids = list(
+                    (
+                        await conn.execute(
+                            select(_D.c.id)
+                            .where(*in_range)
+                            .order_by(_D.c.created_at, _D.c.id)
+                            .limit(min(batch_size, limit - recovered))
+                        )
+                    ).scalars()
+                )
+                if not ids:
+                    return recovered, False
+                result = await conn.execute(
+                    update(_D)
+                    .where(_D.c.id.in_(ids), _D.c.status == FAILED)
+                    .values(
+                        status=PENDING,
+                        next_attempt_at=now,
+                        claimed_until=None,
+                        claim_token=None,
+                        detail=None,
+                        trigger=MANUAL,
+                        updated_at=now,
+                    )
+                )
+                recovered += result.rowcount
+            await asyncio.sleep(0)  # between batches, let the process's other work run
+        async with self._reading() as conn:
+            more = (await conn.execute(select(_D.c.id).where(*in_range).limit(1))).first()
+        return recovered, more is not None
+
+    async def purge(
+        self, retention: Retention, *, now: datetime, batch_size: int, max_batches: int | None
+    ) -> PurgeReport:
+        """Delete what ``retention`` lets go, ``batch_size`` rows a transaction: settled
+        deliveries (and their attempts) past their age, then events left with no delivery
+        and older than the delivered retention.  Stops after ``max_batches`` (``more``)."""
+        delivered_before = now - timedelta(seconds=retention.delivered_seconds)
+        failed_before = now - timedelta(seconds=retention.failed_seconds)
+        expired = or_(
+            and_(_D.c.status == DELIVERED, _D.c.updated_at < delivered_before),
+            and_(_D.c.status == FAILED, _D.c.updated_at < failed_before),
+        )
+        orphan = and_(
+            _V.c.created_at < delivered_before,
+            ~exists().where(_D.c.event_id == _V.c.id),
+        )
+        deliveries = attempts = events = batches = 0
+        for table, condition in ((_D, expired), (_V, orphan)):
+            while max_batches is None or batches < max_batches:
+                batches += 1
+                async with self._writing() as conn:
+                    ids = list(
+                        (
+                            await conn.execute(
+                                select(table.c.id)
+                                .where(condition)
+                                .limit(batch_size)
+                                .with_for_update(skip_locked=True)
+                            )
+                        ).scalars()
+                    )
+                    if not ids:
+                        break
+                    if table is _D:
+                        # the rows are locked (PostgreSQL; SQLite's writer holds them all), so
+                        # none is recovered between deleting its attempts and itself
+                        attempts += (
+                            await conn.execute(delete(_A).where(_A.c.delivery_id.in_(ids)))
+                        ).rowcount
+                        deliveries += (
+                            await conn.execute(delete(_D).where(_D.c.id.in_(ids)))
+                        ).rowcount
+                    else:
+                        events += (
+                            await conn.execute(delete(_V).where(_V.c.id.in_(ids), orphan))
+                        ).rowcount
+                await asyncio.sleep(0)
+            else:
+                return PurgeReport(deliveries, attempts, events, more=True)
+        return PurgeReport(deliveries, attempts, events)
+
     # -- settling ----------------------------------------------------------------------------
 
-    async def settle(self, claim: Claim, settlement: Settlement, *, now: datetime) -> bool:
-        """Record the attempt and the delivery's next state; ``False`` (nothing written) when
-        the lease was lost to another worker.  Returns once it is committed, together with
-        the settlements that came meanwhile (module docstring); raises :class:`StoreError`
-        when that transaction fails (then none of them is recorded)."""
+    async def settle(self, claim: Claim, settlement: Settlement, *, now: datetime) -> Settled:
+        """Record the attempt and the delivery's next state, and what it makes of the endpoint
+        (auto-disable, module docstring of ``_operations``); ``recorded=False`` (nothing
+        written) when the lease was lost to another worker.  Returns once it is committed,
+        together with the settlements that came meanwhile (module docstring); raises
+        :class:`StoreError` when that transaction fails (then none of them is recorded)."""
         waiting = _Waiting(claim, settlement, now, asyncio.get_running_loop().create_future())
         self._unsettled.append(waiting)
         if self._settler is None or self._settler.done():
@@ -1030,9 +1275,9 @@ class EventStore:
 
     async def _settle(
         self, conn: AsyncConnection, claim: Claim, settlement: Settlement, now: datetime
-    ) -> bool:
-        """One settlement in ``conn``'s transaction; ``False`` (nothing written) when the
-        token no longer holds the lease."""
+    ) -> Settled:
+        """One settlement in ``conn``'s transaction; ``recorded=False`` (nothing written)
+        when the token no longer holds the lease."""
         status: str = settlement.status
         next_at, detail = settlement.next_attempt_at, settlement.detail
         if status == PENDING and settlement.disable_reason is None:
@@ -1059,11 +1304,12 @@ class EventStore:
                 claimed_until=None,
                 claim_token=None,
                 detail=detail,
+                trigger=None,
                 updated_at=now,
             )
         )
         if result.rowcount != 1:
-            return False
+            return Settled(recorded=False)  # written first: a lost claim touches nothing else
         if (attempt := settlement.attempt) is not None:
             await conn.execute(
                 insert(_A).values(
@@ -1078,36 +1324,119 @@ class EventStore:
                     trigger=attempt.trigger,
                 )
             )
-        if settlement.disable_reason is not None:
+        disabled: EndpointDisabled | None = None
+        if not claim.test and settlement.attempt is not None:
+            disabled = await self._count(conn, claim, settlement, status, now)
+        if disabled is None and settlement.disable_reason is not None:
+            disabled = EndpointDisabled(
+                tenant_id=claim.tenant_id,
+                endpoint_id=claim.endpoint_id,
+                url=claim.url,
+                cause="gone",
+                reason=settlement.disable_reason,
+                disabled_at=now,
+            )
+        if disabled is not None:
+            if status == PENDING:  # disabled by this failure: no more attempts
+                await conn.execute(
+                    update(_D)
+                    .where(_D.c.id == claim.delivery_id)
+                    .values(status=FAILED, next_attempt_at=None, detail=ENDPOINT_DISABLED)
+                )
+            await _disable(conn, claim, disabled.reason, now)
+        return Settled(recorded=True, disabled=disabled)
+
+    async def _count(
+        self,
+        conn: AsyncConnection,
+        claim: Claim,
+        settlement: Settlement,
+        status: str,
+        now: datetime,
+    ) -> EndpointDisabled | None:
+        """Keep the endpoint's failure counts (auto-disable): a delivered attempt resets them,
+        a failed one starts the clock and a failed delivery adds one; the endpoint to disable
+        when a rule is crossed."""
+        attempt = settlement.attempt
+        assert attempt is not None  # noqa: S101 - only called with an attempt
+        if attempt.detail is None:
+            await conn.execute(
+                update(_E)
+                .where(
+                    _E.c.id == claim.endpoint_id,
+                    or_(_E.c.failed_deliveries != 0, _E.c.failing_since.is_not(None)),
+                )
+                .values(failed_deliveries=0, failing_since=None)
+            )
+            return None
+        row = (
             await conn.execute(
                 update(_E)
                 .where(_E.c.id == claim.endpoint_id)
                 .values(
-                    enabled=False,
-                    disabled_reason=settlement.disable_reason,
-                    disabled_at=now,
-                    updated_at=now,
+                    failed_deliveries=_E.c.failed_deliveries + (1 if status == FAILED else 0),
+                    failing_since=func.coalesce(
+                        _E.c.failing_since, literal(attempt.attempted_at, UtcDateTime())
+                    ),
                 )
+                .returning(_E.c.enabled, _E.c.failed_deliveries, _E.c.failing_since)
             )
-            # what waits for it fails now; what another worker holds fails when it settles
-            await conn.execute(
-                update(_D)
-                .where(
-                    _D.c.endpoint_id == claim.endpoint_id,
-                    _D.c.status == PENDING,
-                    _D.c.id != claim.delivery_id,
-                    or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
-                )
-                .values(
-                    status=FAILED,
-                    next_attempt_at=None,
-                    claimed_until=None,
-                    claim_token=None,
-                    detail=ENDPOINT_DISABLED,
-                    updated_at=now,
-                )
-            )
-        return True
+        ).first()
+        if row is None or not row.enabled or settlement.disable_reason is not None:
+            return None
+        failing_since: datetime | None = row.failing_since
+        verdict = self._auto_disable.reason(
+            failed_deliveries=int(row.failed_deliveries), failing_since=failing_since, now=now
+        )
+        if verdict is None:
+            return None
+        cause, reason = verdict
+        return EndpointDisabled(
+            tenant_id=claim.tenant_id,
+            endpoint_id=claim.endpoint_id,
+            url=claim.url,
+            cause=cause,
+            reason=reason,
+            disabled_at=now,
+            failed_deliveries=int(row.failed_deliveries),
+            failing_since=failing_since,
+        )
+
+
+async def _disable(conn: AsyncConnection, claim: Claim, reason: str, now: datetime) -> None:
+    """Disable the claim's endpoint (reason and time kept, failure counts reset so that
+    enabling it again starts afresh); what waits for it fails now, what another worker holds
+    fails when it settles."""
+    await conn.execute(
+        update(_E)
+        .where(_E.c.id == claim.endpoint_id)
+        .values(
+            enabled=False,
+            disabled_reason=reason,
+            disabled_at=now,
+            failed_deliveries=0,
+            failing_since=None,
+            updated_at=now,
+        )
+    )
+    await conn.execute(
+        update(_D)
+        .where(
+            _D.c.endpoint_id == claim.endpoint_id,
+            _D.c.status == PENDING,
+            _D.c.id != claim.delivery_id,
+            _D.c.test.is_(False),
+            or_(_D.c.claimed_until.is_(None), _D.c.claimed_until <= now),
+        )
+        .values(
+            status=FAILED,
+            next_attempt_at=None,
+            claimed_until=None,
+            claim_token=None,
+            detail=ENDPOINT_DISABLED,
+            updated_at=now,
+        )
+    )
 
 
 @asynccontextmanager
@@ -1184,6 +1513,7 @@ def _delivery(
         detail=row["detail"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        test=bool(row["test"]),
     )
 
 

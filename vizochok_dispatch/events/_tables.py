@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.engine import Dialect
@@ -39,9 +40,11 @@ from ..tenants._models import ENCRYPTED_SECRET, Base
 PENDING: Final = "pending"
 DELIVERED: Final = "delivered"
 FAILED: Final = "failed"
-#: What started an attempt (``event_attempts.trigger``).
+#: What started an attempt (``event_attempts.trigger``): the worker's schedule, a retry or
+#: recovery asked for by the tenant, or an endpoint test.
 SCHEDULED: Final = "scheduled"
 MANUAL: Final = "manual"
+TEST: Final = "test"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -88,6 +91,12 @@ class EventEndpointRow(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     #: The last sequence number given to a delivery of an ordered endpoint.
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Deliveries that failed in a row since the last one delivered (tests not counted):
+    #: auto-disable's count (``VIZOCHOK_EVENT_DISABLE_AFTER_FAILURES``).
+    failed_deliveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: The first failed attempt since the last delivered one (``None`` while delivering):
+    #: auto-disable's time (``VIZOCHOK_EVENT_DISABLE_AFTER``).
+    failing_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
     #: A rolled secret that does not sign alone yet (docs/webhooks.md §7, "Rolling a secret"),
@@ -148,6 +157,8 @@ class EventDeliveryRow(Base):
             "id",
         ),
         Index("ix_event_deliveries_endpoint_id_created_at_id", "endpoint_id", "created_at", "id"),
+        # Retention: settled deliveries by the time they settled.
+        Index("ix_event_deliveries_status_updated_at", "status", "updated_at"),
     )
 
     #: ``dlv_`` then 26 letters and digits.
@@ -177,6 +188,12 @@ class EventDeliveryRow(Base):
     sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Why the delivery failed, or the last attempt's failure while it is still pending.
     detail: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: An endpoint test's delivery (``POST …/event-endpoints/{id}/test``): one attempt, never
+    #: counted towards auto-disable, never recovered.
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: What starts the next attempt when it is not the schedule: ``manual`` after a retry or
+    #: a recovery (``None``: ``scheduled``).
+    trigger: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, server_default=func.now())
 
@@ -201,5 +218,5 @@ class EventAttemptRow(Base):
     #: The first 4 KiB of the answer's body.
     response: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     attempted_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    #: ``scheduled`` (the worker) or ``manual`` (a replay).
+    #: ``scheduled`` (the worker), ``manual`` (a retry or recovery) or ``test``.
     trigger: Mapped[str] = mapped_column(String(16))

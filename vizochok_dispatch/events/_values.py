@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Literal
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
-Trigger = Literal["scheduled", "manual"]
+Trigger = Literal["scheduled", "manual", "test"]
 EndpointStatus = Literal["active", "disabled"]
+#: Why delivery disabled an endpoint (``EndpointDisabled.cause``).
+DisableCause = Literal["gone", "failing_too_long", "too_many_failures"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,8 @@ class EventAttempt:
     response: bytes | None = field(default=None, repr=False)
     #: For ``connect_error``: what kind of failure, in words.
     reason: str | None = None
-    #: ``scheduled`` (the worker's) or ``manual`` (a replay).
+    #: ``scheduled`` (the worker's), ``manual`` (a retry or recovery) or ``test`` (an
+    #: endpoint test).
     trigger: Trigger = "scheduled"
 
 
@@ -101,6 +104,9 @@ class EventDelivery:
     #: The request body exactly as every attempt sent it; only a single delivery read by id
     #: (``EventService.delivery``) carries it, ``None`` elsewhere.
     body: bytes | None = field(default=None, repr=False)
+    #: An endpoint test's delivery (``EventService.test_endpoint``): one attempt, never
+    #: counted towards auto-disable, never recovered.
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +139,81 @@ class DrainReport:
     #: Deliveries still pending when it returned: due later than its timeout, or held by
     #: another process.
     pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointDisabled:
+    """An endpoint was disabled by delivery (docs/webhooks.md §9): what the operator hook
+    (``Dispatcher(on_event_endpoint_disabled=...)``) and the ``event_endpoint.disabled`` log
+    event carry."""
+
+    tenant_id: str
+    endpoint_id: str
+    url: str
+    #: ``gone`` (it answered 410), ``failing_too_long`` or ``too_many_failures``.
+    cause: DisableCause
+    #: The reason as the endpoint keeps it (``disabled_reason``), in words.
+    reason: str
+    disabled_at: datetime
+    #: Deliveries that had failed in a row, and the first failed attempt since the last
+    #: delivered one (``None`` for ``gone`` on a first failure).
+    failed_deliveries: int = 0
+    failing_since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What ``EventService.recover`` re-queued."""
+
+    endpoint_id: str
+    #: Failed deliveries made pending again, due at once (at most ``limit``).
+    recovered: int
+    #: ``True`` when failed deliveries of the range are left: call again (same range).
+    more: bool
+    since: datetime
+    #: ``None``: no end (up to the call, included).
+    until: datetime | None
+    #: The most one call re-queues.
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What ``EventService.purge_expired`` deleted (docs/webhooks.md §9, retention)."""
+
+    deliveries: int
+    attempts: int
+    events: int
+    #: ``True`` when it stopped at ``max_batches`` with more to purge.
+    more: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointTestReport:
+    """What an endpoint test saw (``EventService.test_endpoint``): like a webhook
+    test-fire's report, for one event delivery."""
+
+    endpoint_id: str
+    event_type: str
+    #: The URL the request went to (as configured).
+    url: str
+    ok: bool
+    #: The answer's HTTP status, when one came.
+    status: int | None
+    latency_ms: float | None
+    #: ``None`` when delivered; else ``http_status``, ``timeout``, ``connect_error`` or
+    #: ``blocked_destination``.
+    detail: str | None
+    #: The test's delivery (``test: true`` in the delivery log) and event ids; the event id
+    #: is the request's ``X-VIZOCHOK-Delivery`` / ``webhook-id``.
+    delivery_id: str
+    event_id: str
+    attempts: tuple[EventAttempt, ...]
+    #: What was wrong, in words, with what to do about it first.
+    problems: tuple[str, ...] = ()
+    #: The most likely fix, in one sentence (``None`` when delivered).
+    hint: str | None = None
+    #: The first 4 KiB of the answer's body, as text.
+    response_body: str | None = None
+    #: Whether the endpoint subscribes to ``event_type`` (a test is sent either way).
+    subscribed: bool = True

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -79,8 +80,14 @@ class Worker:
         concurrency: int,
         per_endpoint: int,
         poll_seconds: float,
+        purge: Callable[[], Awaitable[object]] | None = None,
+        purge_interval_seconds: float = 3600.0,
     ) -> None:
         self._store = store
+        self._purge = purge
+        self._purge_interval = purge_interval_seconds
+        self._next_purge: float | None = None
+        self._purging: asyncio.Task[None] | None = None
         self._deliverer = deliverer
         self._clock = clock
         self._sleep = sleep
@@ -125,6 +132,11 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        if self._purging is not None:
+            self._purging.cancel()  # a purge is batches of their own: cut short, nothing lost
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purging
+            self._purging = None
         on_the_wire = [task for task, running in self._running.items() if not running.settling]
         for task in on_the_wire:
             task.cancel()
@@ -206,6 +218,7 @@ class Worker:
         failures = 0
         while True:
             self._wake.clear()
+            self._maybe_purge()
             try:
                 started = await self.fill()
                 wait = await self._wait_after(started)
@@ -221,6 +234,26 @@ class Worker:
                 wait = self._backoff(failures)
                 _log.exception("event_worker.internal_error", error_type=type(exc).__name__)
             await self._nap(wait)
+
+    def _maybe_purge(self) -> None:
+        """Start retention's purge (on the side, in batches) when it is due: at start, then
+        every ``purge_interval_seconds`` of the injected clock."""
+        if self._purge is None or (self._purging is not None and not self._purging.done()):
+            return
+        now = self._clock.monotonic()
+        if self._next_purge is not None and now < self._next_purge:
+            return
+        self._next_purge = now + self._purge_interval
+        self._purging = asyncio.create_task(self._purge_once(), name="vizochok-event-purge")
+
+    async def _purge_once(self) -> None:
+        assert self._purge is not None  # noqa: S101 - only started with one
+        try:
+            await self._purge()
+        except StoreError as exc:  # tried again at the next interval
+            _log.warning("event_worker.purge_failed", error=str(exc))
+        except Exception as exc:
+            _log.exception("event_worker.internal_error", error_type=type(exc).__name__)
 
     def _backoff(self, failures: int) -> float:
         """The wait after ``failures`` failed rounds in a row: ``poll_seconds`` doubling, up to

@@ -34,13 +34,14 @@ from ..contract._signing import (
     signature_headers,
 )
 from ..events._catalog import EVENT_TYPES, type_matches
+from ..events._operations import refusal_code
 from ..http._attempt import USER_AGENT, Clock, exchange
 from ..http._wire import Sender, WireResponse
 from ..tenants._rotation import in_effect
 from . import _cart, _products
 from ._dispatcher import Dispatcher
 from ._results import CartLoad, CartResult
-from ._testfire import RECEIVER_HINTS, SAMPLE_SKUS, TEST_STORE_ID, new_test_session_id, refusal_code
+from ._testfire import RECEIVER_HINTS, SAMPLE_SKUS, TEST_STORE_ID, new_test_session_id
 
 Status = Literal["passed", "failed", "skipped"]
 PASSED: Final = "passed"

@@ -20,6 +20,8 @@ from aiohttp.abc import AbstractResolver
 
 from .._exceptions import InvalidCall, StoreError
 from ..contract._text import SESSION_ID, STORE_ID, checked_text
+from ..events._delivery import DisabledHook
+from ..events._operations import AutoDisable, Retention
 from ..events._service import EventService
 from ..http._transport import AiohttpTransport
 from ..http._wire import Sender, httpx_sender
@@ -91,6 +93,7 @@ class Dispatcher:
         call_log_random: RandomSource | None = None,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        on_event_endpoint_disabled: DisabledHook | None = None,
     ) -> None:
         if transport is not None and client is not None:
             raise InvalidCall("pass a transport or a client, not both")
@@ -188,6 +191,15 @@ class Dispatcher:
             secret_overlap_seconds=self.settings.secret_overlap_seconds,
             stalled_seconds=self.settings.event_worker_stalled_seconds,
             connect_timeout=self.settings.database_connect_timeout_seconds,
+            auto_disable=AutoDisable(
+                after_seconds=self.settings.event_disable_after,
+                after_failures=self.settings.event_disable_after_failures,
+            ),
+            retention=Retention(
+                delivered_seconds=self.settings.event_retain_delivered,
+                failed_seconds=self.settings.event_retain_failed,
+            ),
+            on_disabled=on_event_endpoint_disabled,
         )
         if metrics is not None:
             cache = self.store

@@ -9,11 +9,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_serializer, field_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .._exceptions import SettingsError
-from ..events._schedule import DEFAULT_RETRY_SCHEDULE, RetrySchedule
+from ..events._operations import (
+    DEFAULT_DISABLE_AFTER_FAILURES,
+    DEFAULT_DISABLE_AFTER_SECONDS,
+    DEFAULT_RETAIN_DELIVERED_SECONDS,
+    DEFAULT_RETAIN_FAILED_SECONDS,
+    MAX_DISABLE_AFTER_SECONDS,
+    MAX_RETAIN_SECONDS,
+    MIN_RETAIN_SECONDS,
+)
+from ..events._schedule import DEFAULT_RETRY_SCHEDULE, RetrySchedule, parse_duration
 from ..http._destinations import DestinationPolicy, parse_networks
 from ..tenants._cache import DEFAULT_STALE_IF_ERROR_SECONDS
 from ..tenants._config import ConfigRules
@@ -141,6 +157,21 @@ class DispatchSettings(BaseSettings):
     #: ``procrastinate``: seconds without a heartbeat after which a worker counts as dead and
     #: its jobs are run again by another (heartbeats go every third of this).
     event_worker_stalled_seconds: float = Field(default=30.0, ge=1, le=3600)
+    #: Auto-disable: an endpoint whose every attempt has failed for this long (since its last
+    #: delivered one) is disabled at its next failure. Seconds, or text with a unit (``5d``,
+    #: ``12h``); 0 never disables for time. Tests never count.
+    event_disable_after: float = DEFAULT_DISABLE_AFTER_SECONDS
+    #: Auto-disable: an endpoint with this many failed deliveries in a row (each one failed
+    #: after its whole retry schedule) is disabled; 0 never disables for a count.
+    event_disable_after_failures: int = Field(
+        default=DEFAULT_DISABLE_AFTER_FAILURES, ge=0, le=10_000_000
+    )
+    #: Retention: delivered deliveries, their attempts, and events left with no delivery are
+    #: purged this long after they settled (``30d``; from 1 day to 10 years).
+    event_retain_delivered: float = DEFAULT_RETAIN_DELIVERED_SECONDS
+    #: Retention: failed deliveries (still recoverable until then) are kept this long after
+    #: they failed (``90d``; from 1 day to 10 years).
+    event_retain_failed: float = DEFAULT_RETAIN_FAILED_SECONDS
 
     #: The synchronous call log (``Dispatcher.call_log``, ``GET /api/v1/admin/webhooks/calls``):
     #: ``on`` keeps every failed call and a sample of the others; ``off`` keeps nothing new.
@@ -195,6 +226,27 @@ class DispatchSettings(BaseSettings):
         if isinstance(value, str):
             return RetrySchedule.parse(value)
         return value
+
+    @field_validator("event_disable_after", mode="before")
+    @classmethod
+    def _parse_disable_after(cls, value: object) -> object:
+        return parse_duration(
+            value,
+            setting="VIZOCHOK_EVENT_DISABLE_AFTER (event_disable_after)",
+            low=0.0,
+            high=MAX_DISABLE_AFTER_SECONDS,
+        )
+
+    @field_validator("event_retain_delivered", "event_retain_failed", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object, info: ValidationInfo) -> object:
+        name = str(info.field_name)
+        return parse_duration(
+            value,
+            setting=f"VIZOCHOK_{name.upper()} ({name})",
+            low=MIN_RETAIN_SECONDS,
+            high=MAX_RETAIN_SECONDS,
+        )
 
     @field_validator("secret_keys")
     @classmethod

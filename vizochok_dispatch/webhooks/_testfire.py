@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from .._exceptions import StoreError
+from ..events._operations import refusal_code
 from ..http._wire import wire_url
 from ..tenants._config import WebhookConfig, url_problem
 from . import _cart
@@ -343,29 +344,6 @@ def _error_body_lines(error_body: ErrorBody | None) -> list[str]:
         return []
     hint = RECEIVER_HINTS.get(code)
     return [f"the receiver answered {code}" + (f": {hint}" if hint else "")]
-
-
-def refusal_code(data: bytes | None) -> str | None:
-    """The error code in a receiver's JSON answer: ``{"error": "code"}`` (the receiver kit),
-    ``{"error": {"code": ...}}`` or ``{"code": ...}``."""
-    if not data:
-        return None
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, dict):
-        return None
-    error = document.get("error")
-    candidates = (
-        error,
-        error.get("code") if isinstance(error, dict) else None,
-        document.get("code"),
-    )
-    for candidate in candidates:
-        if isinstance(candidate, str) and 0 < len(candidate) <= 64:
-            return candidate
-    return None
 
 
 def _body_text(error_body: ErrorBody | None) -> str | None:
