@@ -1,4 +1,5 @@
-"""``vizochok-dispatch events``: event endpoints, publishing and the delivery log, for operators.
+"""``vizochok-dispatch events``: event endpoints, publishing, the delivery log, retry and
+recovery, for operators.
 
 Registered on the main command in ``_cli``; the same settings, exit codes and one-line errors
 (``_cli.EXIT_STATUS``): an unknown tenant is ``no tenant 'ID'``, an unknown endpoint of a
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ._exceptions import InvalidCall
+from ._exceptions import InvalidCall, SettingsError
+from .events._operations import MAX_RETAIN_SECONDS
+from .events._schedule import parse_duration
 from .events._service import DEFAULT_TIMEOUT_SECONDS, MAX_PAGE
-from .events._values import EventDelivery, EventEndpoint, PublishedEvent
+from .events._values import EventDelivery, EventEndpoint, PublishedEvent, RecoveryReport
 from .tenants._config import mask_secret
 from .tenants._pages import Page
 from .webhooks._dispatcher import Dispatcher
@@ -162,7 +166,7 @@ def _read_data(given: str) -> dict[str, object]:
 
 @click.group()
 def events() -> None:
-    """Event webhooks: endpoints, publishing, the delivery log."""
+    """Event webhooks: endpoints, publishing, the delivery log, retry and recovery."""
 
 
 @events.group()
@@ -362,3 +366,131 @@ def deliveries(  # noqa: PLR0917 - click passes every option positionally
         return
     for delivery in page.items:
         click.echo(_delivery_line(delivery))
+
+
+# -- retry and recover --------------------------------------------------------------------------
+
+
+class _Moment(click.ParamType[datetime, object]):
+    """A point in time: ISO 8601 (``2026-11-30T10:00:00Z``; without a zone, UTC) or a
+    duration before now (``6h``, ``2d``: the retry schedule's units)."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            ago = parse_duration(text, setting="", low=0.0, high=MAX_RETAIN_SECONDS)
+        except SettingsError:
+            pass
+        else:
+            return datetime.now(UTC) - timedelta(seconds=ago)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r:.60} is not a time: write ISO 8601 (2026-11-30T10:00:00Z) or a "
+                "duration before now (6h, 2d)",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _operating(state: _State, use: Callable[[Dispatcher], Awaitable[_T]]) -> _T:
+    """Run ``use`` on a dispatcher that delivers nothing itself (the running service's worker
+    takes what a command re-queues); ids name their tenant."""
+    settings = state.settings()
+    if settings.event_worker == "embedded":
+        settings = settings.model_copy(update={"event_worker": "off"})
+
+    async def call() -> _T:
+        async with Dispatcher.from_settings(settings) as dispatcher:
+            return await use(dispatcher)
+
+    result: _T = _cli()._run(call)
+    return result
+
+
+@events.command("retry")
+@click.argument("delivery_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the delivery as JSON.")
+@click.pass_obj
+def retry(state: _State, delivery_id: str, as_json: bool) -> None:
+    """Make a new attempt of DELIVERY_ID now, whatever its status (exit 1 if it failed)."""
+
+    async def attempt(d: Dispatcher) -> EventDelivery:
+        tenant = await d.events.owner(delivery_id=delivery_id)
+        outcome = None if tenant is None else await d.events.retry_delivery(tenant, delivery_id)
+        if outcome is None:
+            raise click.ClickException(f"no delivery {delivery_id!r:.80}")
+        if outcome == "endpoint_disabled":
+            raise click.ClickException(
+                f"the endpoint of delivery {delivery_id} is disabled: enable it first"
+            )
+        if isinstance(outcome, str):
+            raise click.ClickException(
+                f"an attempt of delivery {delivery_id} is under way: try again when it is over"
+            )
+        return outcome
+
+    delivery = _operating(state, attempt)
+    last = delivery.attempts[-1] if delivery.attempts else None
+    if as_json:
+        _echo_json(_delivery_dict(delivery))
+    elif last is not None:
+        answer = f"HTTP {last.status}" if last.status is not None else last.detail
+        later = delivery.next_attempt_at
+        click.echo(
+            f"delivery {delivery.id}: {delivery.status} (attempt {last.number}: {answer} "
+            f"in {last.latency_ms:.0f} ms)"
+            + (f"; next attempt {later:%Y-%m-%d %H:%M:%S} UTC" if later is not None else "")
+        )
+    if last is None or last.detail is not None:
+        raise SystemExit(1)
+
+
+@events.command("recover")
+@click.argument("endpoint_id")
+@click.option("--since", required=True, type=_Moment(), help="From (ISO 8601, or 6h / 2d ago).")
+@click.option("--until", type=_Moment(), default=None, help="Up to, excluded (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.pass_obj
+def recover(
+    state: _State, endpoint_id: str, since: datetime, until: datetime | None, as_json: bool
+) -> None:
+    """Re-queue ENDPOINT_ID's failed deliveries published in the range (10,000 at most a run;
+    the service's worker delivers them)."""
+
+    async def requeue(d: Dispatcher) -> RecoveryReport:
+        tenant = await d.events.owner(endpoint_id=endpoint_id)
+        outcome = (
+            None
+            if tenant is None
+            else await d.events.recover(tenant, endpoint_id, since=since, until=until)
+        )
+        if outcome is None:
+            raise click.ClickException(f"no event endpoint {endpoint_id!r:.80}")
+        if isinstance(outcome, str):
+            raise click.ClickException(f"event endpoint {endpoint_id} is disabled: enable it first")
+        return outcome
+
+    report = _operating(state, requeue)
+    if as_json:
+        _echo_json(
+            {
+                "endpoint_id": report.endpoint_id,
+                "recovered": report.recovered,
+                "more": report.more,
+                "since": report.since,
+                "until": report.until,
+            }
+        )
+        return
+    click.echo(f"re-queued {report.recovered} failed deliveries of {report.endpoint_id}")
+    if report.more:
+        click.echo(f"more are left (at most {report.limit} a run): run the same command again")
