@@ -69,6 +69,10 @@ async def test_get_shows_config_masked_secret_and_circuits(admin: Admin) -> None
         "version": 1,
         "updated_at": body["updated_at"],
         "circuits": {"products": "closed", "cart": "closed", "cart_get": "closed"},
+        "pending_secret_masked": None,
+        "pending_secret": None,
+        "pending_since": None,
+        "pending_promotes_at": None,
     }
     assert body["updated_at"] is not None
 
