@@ -31,6 +31,7 @@ STATUSES = {
     ("post", ROLL): {401, 409, 413, 415, 422, 500, 503},
     ("post", PROMOTE): {401, 409, 413, 500, 503},
     ("post", TEST_FIRE): {401, 409, 413, 415, 422, 429, 500, 503},
+    ("post", "/api/v1/admin/webhooks/check"): {401, 409, 413, 415, 422, 429, 500, 503},
     ("get", CALLS): {401, 413, 422, 500, 503},
     ("get", "/api/v1/admin/event-endpoints"): {401, 413, 500, 503},
     ("post", "/api/v1/admin/event-endpoints"): {401, 413, 415, 422, 500, 503},
@@ -55,6 +56,7 @@ BODIES = {
     "WebhookTestRequest": ("POST", TEST_FIRE),
     "EventEndpointTestRequest": ("POST", ENDPOINT_TEST.replace("{endpoint_id}", "ep_x")),
     "EventRecoverRequest": ("POST", RECOVER.replace("{endpoint_id}", "ep_x")),
+    "WebhookCheckRequest": ("POST", "/api/v1/admin/webhooks/check"),
 }
 
 

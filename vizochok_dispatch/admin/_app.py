@@ -62,8 +62,8 @@ def create_admin_app(
     ``settings`` default to the ``VIZOCHOK_*`` environment.  Without a ``dispatcher`` the
     lifespan builds one from the settings (and closes it); a production deployment without
     ``VIZOCHOK_SECRET_KEYS`` raises :class:`~vizochok_dispatch.SettingsError` right here,
-    before anything is served.  ``clock`` drives the test-fire rate limit and ``resolve`` the
-    save-time DNS check; tests inject both.
+    before anything is served.  ``clock`` drives the test-fire and check rate limits and
+    ``resolve`` the save-time DNS check; tests inject both.
     """
     chosen = settings or (dispatcher.settings if dispatcher is not None else DispatchSettings())
     if dispatcher is None:
@@ -83,6 +83,9 @@ def create_admin_app(
                 ),
                 resolve=resolve,
                 sessions=_sessions(active, chosen),
+                check_limiter=RateLimiter(
+                    limit=chosen.admin_checks_per_minute, period_seconds=60.0, clock=clock
+                ),
             )
             _log.info("admin.started", production=chosen.is_production())
             yield

@@ -9,7 +9,7 @@ without a valid key gets the one 401 whatever it sends.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import structlog
@@ -53,6 +53,8 @@ class AdminContext:
     resolve: HostResolver
     #: The admin panel's sessions; ``None`` when the config store is not SQL (no panel).
     sessions: PanelSessions | None = None
+    #: How often one tenant may run the conformance check (``POST …/webhooks/check``).
+    check_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(limit=2))
 
     async def authenticate(self, request: Request) -> Tenant | None:
         """The tenant of the request's key, or ``None`` (the same work either way)."""

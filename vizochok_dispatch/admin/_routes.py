@@ -1,4 +1,4 @@
-"""The admin API's routes (docs/webhooks.md §7): read, update, rotate, test-fire."""
+"""The admin API's routes (docs/webhooks.md §7): read, update, rotate, test-fire, check."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 from .._exceptions import FieldError, InvalidConfig, NoPendingSecret, StoreError
 from ..tenants._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
 from ..tenants._rotation import in_effect
+from ..webhooks._conformance import CheckOptions, check_tenant
 from ..webhooks._testfire import run_test_fire
 from ._deps import (
     AdminContext,
@@ -28,6 +29,8 @@ from ._schemas import (
     ErrorResponse,
     SecretRollRequest,
     SecretRotateRequest,
+    WebhookCheckReport,
+    WebhookCheckRequest,
     WebhookConfigPublic,
     WebhookConfigUpdate,
     WebhookTestReport,
@@ -39,6 +42,7 @@ _log = structlog.get_logger("vizochok_dispatch")
 _URL_FIELDS: Final = ("products_url", "cart_url", "cart_get_url")
 _UPDATE_FIELDS: Final = frozenset(WebhookConfigUpdate.model_fields)
 _REPORT: Final = TypeAdapter[WebhookTestReport](WebhookTestReport)
+_CHECK_REPORT: Final = TypeAdapter[WebhookCheckReport](WebhookCheckReport)
 _NOT_CONFIGURED_TEXT: Final = "no webhooks are configured yet: PATCH /api/v1/admin/webhooks first"
 _NO_PENDING_TEXT: Final = (
     "no secret is pending: roll one first (POST …/secret/roll); a rotate drops a pending "
@@ -54,7 +58,7 @@ _ERROR_TEXT: Final = {
     413: "request body over VIZOCHOK_ADMIN_MAX_BODY_BYTES (16 KiB by default)",
     415: "a body that is not application/json",
     422: "invalid fields, every one listed in error.fields; nothing was saved",
-    429: "too many test-fires for this tenant; Retry-After says when to try again",
+    429: "too many test-fires (or checks) for this tenant; Retry-After says when to try again",
     500: "an unexpected error on our side; the body says nothing more",
     503: "the configuration store is unavailable; retry",
 }
@@ -62,7 +66,7 @@ _ERROR_HEADERS: Final[dict[int, dict[str, Any]]] = {
     401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
     429: {
         "Retry-After": {
-            "description": "whole seconds until a test-fire is allowed again",
+            "description": "whole seconds until a test-fire (or check) is allowed again",
             "schema": {"type": "integer", "minimum": 1},
         }
     },
@@ -286,6 +290,41 @@ async def fire_webhook_test(
         attempts=len(report.attempts),
     )
     return _REPORT.validate_python(report.as_dict())
+
+
+@router.post("/webhooks/check", responses=_errors(409, 415, 422, 429))
+async def check_webhooks(
+    tenant: TenantDep, context: ContextDep, body: WebhookCheckRequest | None = None
+) -> WebhookCheckReport:
+    """Run the contract as checks against the configured webhooks (test data only, SSRF
+    guard on): products, signature refusals, cart, cart GET and event endpoints, each
+    passed, failed or skipped with what was seen and how to fix it."""
+    request = body or WebhookCheckRequest()
+    if await context.dispatcher.store.get_config(tenant.id) is None:
+        raise not_configured(_NOT_CONFIGURED_TEXT)
+    wait = context.check_limiter.acquire(tenant.id)
+    if wait is not None:
+        _log.info("admin.check_limited", tenant_id=tenant.id)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"at most {context.check_limiter.limit} checks a minute; try again later",
+            headers={"Retry-After": context.check_limiter.retry_after_header(wait)},
+        )
+    options = CheckOptions(skus=tuple(request.skus), sells_by_weight=request.sells_by_weight)
+    report = await check_tenant(context.dispatcher, tenant.id, options)
+    if report is None:  # deleted while the check ran
+        raise not_configured(_NOT_CONFIGURED_TEXT)
+    document = report.as_dict()
+    _log.info(
+        "admin.check",
+        tenant_id=tenant.id,
+        ok=report.ok,
+        passed=document["passed"],
+        failed=document["failed"],
+        skipped=document["skipped"],
+    )
+    return _CHECK_REPORT.validate_python(document)
 
 
 async def errors_beside_shape_errors(

@@ -159,6 +159,44 @@ class WebhookTestRequest(BaseModel):
     store_id: StoreId = TEST_STORE_ID
 
 
+class WebhookCheckRequest(BaseModel):
+    """What a conformance check sends: test data only (docs/webhooks.md §2-§6, §8-§10)."""
+
+    model_config = _REQUEST
+
+    skus: list[Sku] = Field(
+        default_factory=lambda: list(SAMPLE_SKUS),
+        min_length=1,
+        max_length=20,
+        description="SKUs you sell; the first goes into the test carts (vizochok-test-… sessions)",
+    )
+    sells_by_weight: bool = Field(
+        default=True, description="false skips the fractional-quantity check"
+    )
+
+
+class WebhookCheck(BaseModel):
+    """One check of a conformance run."""
+
+    name: str = Field(description="e.g. products.signed_call, security.forged_signature")
+    status: Literal["passed", "failed", "skipped"]
+    seen: str = Field(description="what the check sent and what came back")
+    fix: str | None = Field(description="for a failure: how to fix it; null otherwise")
+
+
+class WebhookCheckReport(BaseModel):
+    """Every check of one conformance run against the tenant's configured webhooks."""
+
+    ok: bool = Field(description="true when no check failed")
+    where: str = Field(
+        description="where the requests came from, and whether the SSRF guard applied"
+    )
+    passed: int
+    failed: int
+    skipped: int
+    checks: list[WebhookCheck]
+
+
 class Circuits(BaseModel):
     """Each webhook's circuit breaker, for the URL configured now."""
 

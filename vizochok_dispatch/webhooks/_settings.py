@@ -129,6 +129,9 @@ class DispatchSettings(BaseSettings):
     admin_max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     #: Test-fires one tenant may make per minute through the admin API.
     admin_test_fires_per_minute: int = Field(default=10, ge=1, le=10_000)
+    #: Conformance checks (``POST /api/v1/admin/webhooks/check``) one tenant may run per
+    #: minute; each sends about 45 requests to the tenant's backend.
+    admin_checks_per_minute: int = Field(default=2, ge=1, le=1000)
     #: Seconds an admin panel session lasts from sign-in (8 h); revoking its key ends it
     #: sooner.
     panel_session_seconds: float = Field(default=8 * 3600.0, ge=60, le=30 * 24 * 3600)
