@@ -26,10 +26,11 @@ from vizochok_dispatch import (
     InvalidCall,
     compute_signature,
 )
+from vizochok_dispatch.events._procrastinate import PURGE_CRON, PURGE_TASK
 from vizochok_dispatch.events._store import EventStore
 from vizochok_dispatch.events._tables import EventAttemptRow, EventDeliveryRow, EventRow
 
-from .support import TENANT, MakeDispatcher, example, make
+from .support import TENANT, MakeDispatcher, example, make, settings_for
 
 __all__ = ["make"]
 
@@ -696,3 +697,30 @@ async def test_a_disabled_endpoint_can_be_tested(
     assert report is not None and report.ok
     (endpoint,) = await d.events.endpoints(TENANT)
     assert not endpoint.enabled
+
+
+@pytest.mark.postgres
+async def test_procrastinate_workers_purge_on_an_hourly_periodic_task(
+    postgres_url: str, receiver: tuple[LoopbackServer, Receiver], fake: FakeTime
+) -> None:
+    """Retention on procrastinate: an hourly periodic task (one worker at a time) runs the
+    purge, as the embedded worker does itself."""
+    server, _ = receiver
+    settings = settings_for(postgres_url, event_worker="procrastinate", event_retry_schedule="none")
+    async with Dispatcher.from_settings(settings, clock=fake.clock, sleep=fake.sleep) as d:
+        await d.events.create_endpoint(TENANT, url=server.url("/hook"), event_types=["order.*"])
+        event = await d.events.publish(TENANT, "order.created", data=example())
+        assert await d.events.deliver_due(event.deliveries[0].id) is not None
+        assert await _count(d) == (1, 1, 1)
+        app = d.events.queue.app
+        (periodic,) = [
+            entry
+            for (name, _), entry in app.periodic_registry.periodic_tasks.items()
+            if name == PURGE_TASK
+        ]
+        assert (periodic.cron, periodic.task.queueing_lock) == (PURGE_CRON, PURGE_TASK)
+        await periodic.task.func(timestamp=0)  # a tick now: nothing old enough yet
+        assert await _count(d) == (1, 1, 1)
+        fake.now += 31 * DAY
+        await periodic.task.func(timestamp=0)
+        assert await _count(d) == (0, 0, 0)

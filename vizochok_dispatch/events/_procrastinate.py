@@ -34,6 +34,8 @@ finds nothing to claim.
   cross still deliver in publish order.  A head that must be retried keeps its job's place
   (procrastinate's retry of the same job, scheduled at the next attempt time): what follows it
   waits, as the embedded worker's claim makes it wait.
+- **Retention**: a periodic task (hourly, one worker) runs ``EventService.purge_expired``,
+  as the embedded worker does itself.
 - **Crashes**: a worker killed mid-attempt leaves its job ``doing``; procrastinate's heartbeat
   marks the worker stalled after ``event_worker_stalled_seconds``, and the periodic task puts
   its jobs back.  Our lease runs out after the endpoint's timeout plus a grace; then the same
@@ -70,6 +72,9 @@ QUEUE: Final = "vizochok_events"
 DELIVER_TASK: Final = "vizochok.events.deliver"
 WAKE_TASK: Final = "vizochok.events.wake"
 RECOVER_TASK: Final = "vizochok.events.recover"
+PURGE_TASK: Final = "vizochok.events.purge"
+#: Retention's purge (``EventService.purge_expired``): hourly, at 17 past, on one worker.
+PURGE_CRON: Final = "17 * * * *"
 #: The periodic task's schedule: every 5 s (procrastinate's cron has seconds as a sixth field).
 RECOVER_CRON: Final = "* * * * * */5"
 #: How long past due a pending delivery with no job must be before the sweep defers it.
@@ -145,8 +150,10 @@ class ProcrastinateQueue:
         per_endpoint: int,
         poll_seconds: float,
         stalled_seconds: float,
+        purge: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._store = store
+        self._purge = purge
         self._deliver_due = deliver_due
         self._clock = clock
         self._url = url
@@ -305,6 +312,18 @@ class ProcrastinateQueue:
             name=RECOVER_TASK, queue=QUEUE, priority=100, queueing_lock=RECOVER_TASK
         )(recover)
         app.periodic(cron=RECOVER_CRON, periodic_id=RECOVER_TASK)(periodic)
+        if self._purge is not None:
+            purge_expired = self._purge
+
+            async def purge(timestamp: int) -> None:
+                del timestamp
+                await purge_expired()
+
+            # behind the deliveries (lowest priority), one at a time across the cluster
+            purging = app.task(
+                name=PURGE_TASK, queue=QUEUE, priority=-100, queueing_lock=PURGE_TASK
+            )(purge)
+            app.periodic(cron=PURGE_CRON, periodic_id=PURGE_TASK)(purging)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.wall(), UTC)

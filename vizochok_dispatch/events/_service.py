@@ -205,6 +205,7 @@ class EventService:
                 per_endpoint=self._per_endpoint,
                 poll_seconds=self._poll_seconds,
                 stalled_seconds=self._stalled_seconds,
+                purge=self.purge_expired,
             )
             await queue.open()
             self._queue = queue
