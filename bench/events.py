@@ -139,7 +139,8 @@ class EventsReport:
     publish: list[PublishRow] = field(default_factory=list)
     latency: list[LatencyRow] = field(default_factory=list)
     memory: MemoryRow | None = None
-    seconds: float = 0.0
+    #: Per row kind: (seconds it took, load average when it ended).
+    seconds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _percentile(sorted_values: Sequence[float], share: float) -> float:
@@ -372,45 +373,67 @@ def run(nginx: Nginx, args: argparse.Namespace, db_dir: Path, sections: set[str]
         args.event_deliveries = min(args.event_deliveries, 20_000)
     engines = [e for e in args.event_engines.split(",") if e in ENGINES]
     report = EventsReport()
-    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         pg_server = None
         if "postgresql" in engines:
             pg_server = stack.enter_context(postgres.server())
         if "events-publish" in rows:
+            started = time.perf_counter()
             report.publish = asyncio.run(
                 publish_rows(nginx, args.publish_seconds, db_dir, engines, pg_server)
             )
+            report.seconds["publish"] = _ran(started)
         if "events-latency" in rows:
+            started = time.perf_counter()
             report.latency = asyncio.run(
                 latency_rows(args.latency_samples, db_dir, engines, pg_server)
             )
+            report.seconds["latency"] = _ran(started)
     if "events-memory" in rows:
+        started = time.perf_counter()
         report.memory = asyncio.run(memory_row(nginx, args.event_deliveries, db_dir))
-    report.seconds = time.perf_counter() - started
-    write_section("events", render(report, args))
-    print("wrote the event webhooks section of bench/RESULTS.md", flush=True)
+        report.seconds["memory"] = _ran(started)
+    for name, body in render(report, args).items():
+        write_section(name, body)
+    print("wrote the event webhooks sections of bench/RESULTS.md", flush=True)
 
 
-def render(report: EventsReport, args: argparse.Namespace) -> str:
-    """The section: machine, date, command, then one table per row kind, targets beside."""
+def _ran(started: float) -> tuple[float, float]:
+    """Seconds since ``started`` and the load average now."""
+    return time.perf_counter() - started, os.getloadavg()[0]
+
+
+def _written(report: EventsReport, rows: str) -> str:
     command = "make bench" if sys.argv[1:] == [] else "python -m bench " + " ".join(sys.argv[1:])
-    out = [
-        "## Event webhooks",
-        "",
-        f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-        f"in {report.seconds:.0f} s. {machine()}; load average {os.getloadavg()[0]:.1f} "
-        "when it ended (the machine is shared: figures are from one run, compare within it).",
-        "",
-        "Every endpoint is on 127.0.0.1. SQLite is the embedded default (a file database, WAL); "
-        "PostgreSQL is the local server, in a database the run creates and drops. "
-        "Worker: the embedded one, default settings (concurrency 64, 4 in flight per endpoint, "
-        "1 s poll).",
-    ]
-    if report.publish:
-        out += [
+    seconds, load = report.seconds[rows]
+    return (
+        f"Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{seconds:.0f} s; load average {load:.1f} when these rows ended (the machine is "
+        "shared: compare figures within one run)."
+    )
+
+
+def render(report: EventsReport, args: argparse.Namespace) -> dict[str, str]:
+    """Sections of RESULTS.md: ``events`` (what every row shares) and one per row kind that
+    ran, each with its date, command and load, targets beside the figures."""
+    sections: dict[str, str] = {}
+    sections["events"] = "\n".join(
+        [
+            "## Event webhooks",
             "",
+            f"{machine()}.",
+            "",
+            "Every endpoint is on 127.0.0.1. SQLite is the embedded default (a file database, WAL); "
+            "PostgreSQL is the local server, in a database the run creates and drops. "
+            "Worker: the embedded one, default settings (concurrency 64, 4 in flight per endpoint, "
+            "1 s poll).",
+        ]
+    )
+    if report.publish:
+        out = [
             "### Publish",
+            "",
+            _written(report, "publish"),
             "",
             f"`Dispatcher.events.publish` alone (worker off), back to back for "
             f"{args.publish_seconds:g} s a cell after a warm-up, `order.created` to a tenant "
@@ -425,10 +448,12 @@ def render(report: EventsReport, args: argparse.Namespace) -> str:
             f"{r.rate * r.endpoints:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} |"
             for r in report.publish
         ]
+        sections["events-publish"] = "\n".join(out)
     if report.latency:
-        out += [
-            "",
+        out = [
             "### Idle end-to-end latency",
+            "",
+            _written(report, "latency"),
             "",
             "One event at a time, published while the embedded worker waits (the last "
             "delivery settled 20 ms before), from the call to `publish` until a fast "
@@ -444,14 +469,16 @@ def render(report: EventsReport, args: argparse.Namespace) -> str:
             f"{r.max_ms:.2f} | ≤ {r.target_ms:g} ms | {'yes' if r.p50_ms <= r.target_ms else 'no'} |"
             for r in report.latency
         ]
+        sections["events-latency"] = "\n".join(out)
     if (m := report.memory) is not None and m.samples:
         rss = [v for _, v, _ in m.samples]
         warm = m.after_warmup
         shown = m.samples[:: max(len(m.samples) // 10, 1)]
         shown += [] if shown[-1] == m.samples[-1] else [m.samples[-1]]
-        out += [
-            "",
+        out = [
             "### Resident memory",
+            "",
+            _written(report, "memory"),
             "",
             f"{m.deliveries:,} deliveries by the embedded worker on SQLite to nginx's `/fast` "
             f"(outside this process), {m.endpoints} endpoints per event, published in batches "
@@ -474,7 +501,8 @@ def render(report: EventsReport, args: argparse.Namespace) -> str:
             "memory: glibc gives each of aiosqlite's connection threads a malloc arena of its "
             "own, which fills with fragments (run with `MALLOC_ARENA_MAX=1` to compare).",
         ]
-    return "\n".join(out)
+        sections["events-memory"] = "\n".join(out)
+    return sections
 
 
 def machine() -> str:

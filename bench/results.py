@@ -14,7 +14,16 @@ from pathlib import Path
 RESULTS = Path(__file__).with_name("RESULTS.md")
 TITLE = "# Benchmark results"
 #: Sections in the order the file shows them; others follow in the order they came.
-ORDER = ("sync", "overhead", "events", "event-workers", "events-log")
+ORDER = (
+    "sync",
+    "overhead",
+    "events",
+    "events-publish",
+    "events-latency",
+    "events-memory",
+    "event-workers",
+    "events-log",
+)
 _SECTION = re.compile(r"<!-- bench:([a-z-]+) -->\n(.*?)<!-- /bench:\1 -->\n?", re.DOTALL)
 
 
