@@ -4,10 +4,12 @@ check; a sloppy one fails exactly the checks it breaks, with a fix for each."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import ipaddress
 import json
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,17 +21,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from vizochok_dispatch import ConfigRules, Dispatcher, DispatchSettings, InMemoryConfigStore
 from vizochok_dispatch._cli import main
 from vizochok_dispatch.demo._shop import GroceryBackend
 from vizochok_dispatch.http._attempt import Clock
+from vizochok_dispatch.http._destinations import DestinationPolicy
 from vizochok_dispatch.http._transport import AiohttpTransport
 from vizochok_dispatch.receiver import create_receiver_app
 from vizochok_dispatch.receiver.testing import serve_on_loopback
 from vizochok_dispatch.webhooks._conformance import (
+    FROM_SERVER,
     OWN_MACHINE,
     CheckOptions,
     CheckTarget,
     ConformanceReport,
+    EventTarget,
+    check_tenant,
     report_lines,
     run_conformance,
 )
@@ -38,6 +45,8 @@ pytestmark = pytest.mark.loopback
 
 #: A canary: it must never appear in a report.
 SECRET = "whsec_conformance_canary_9f3b2c71d0e4a8"
+#: Event endpoints' secret (standard base64 after whsec_, for both schemes); also a canary.
+EVENT_SECRET = "whsec_" + base64.b64encode(b"conformance-event-canary-32bytes").decode()
 SLOW_SECONDS = 3.0
 
 
@@ -85,6 +94,10 @@ class SloppyShop:
             cart.clear()
         return JSONResponse({"ok": True})
 
+    async def event(self, request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"received": True})
+
     async def items(self, request: Request) -> JSONResponse:
         key = (request.query_params["store_id"], request.query_params["session_id"])
         lines = [
@@ -92,6 +105,10 @@ class SloppyShop:
             for sku, quantity in self.carts.get(key, {}).items()
         ]
         return JSONResponse({"items": lines})
+
+
+async def _handled(event: object) -> None:
+    """The good shop handles every event."""
 
 
 def _app(clock: MovingClock) -> Starlette:
@@ -102,15 +119,17 @@ def _app(clock: MovingClock) -> Starlette:
             Mount(
                 "/good",
                 app=create_receiver_app(
-                    secret=SECRET,
+                    secret=[SECRET, EVENT_SECRET],
                     check_products=good.check_products,
                     cart_operation=good.cart_operation,
                     load_cart=good.load_cart,
+                    on_event=_handled,
                 ),
             ),
             Route("/sloppy/products", sloppy.products, methods=["POST"]),
             Route("/sloppy/cart", sloppy.cart, methods=["POST"]),
             Route("/sloppy/cart/items", sloppy.items, methods=["GET"]),
+            Route("/sloppy/events", sloppy.event, methods=["POST"]),
         ]
     )
 
@@ -123,7 +142,11 @@ async def served() -> AsyncIterator[tuple[str, MovingClock]]:
 
 
 async def _check(
-    base: str, clock: MovingClock, products: str = "/products", **options: object
+    base: str,
+    clock: MovingClock,
+    products: str = "/products",
+    events: Sequence[EventTarget] = (),
+    **options: object,
 ) -> ConformanceReport:
     transport = AiohttpTransport(allowed_networks="127.0.0.0/8")
     try:
@@ -137,6 +160,7 @@ async def _check(
             send=transport.send_wire,
             where=OWN_MACHINE,
             options=CheckOptions(**options),  # type: ignore[arg-type]
+            events=events,
             clock=Clock(monotonic=clock),
         )
     finally:
@@ -297,3 +321,65 @@ def test_cli_without_a_secret_is_a_usage_error() -> None:
     result = _cli("http://127.0.0.1:9", env={"VIZOCHOK_CHECK_SECRET": ""})
     assert result.exit_code == 2
     assert "--secret-file" in result.output and "shell's history" in result.output
+
+
+async def test_event_endpoints_are_checked_for_examples_duplicates_and_forgeries(
+    served: tuple[str, MovingClock],
+) -> None:
+    """The receiver kit accepts each subscribed type's example and a duplicate and refuses a
+    forged event; a receiver that accepts anything fails only the forged-event check."""
+    base, clock = served
+    secret = EVENT_SECRET
+
+    def endpoint(endpoint_id: str, url: str) -> EventTarget:
+        return EventTarget(
+            endpoint_id, url, ("order.*", "chat.session.created"), "vizochok", secret
+        )
+
+    good = endpoint("ep_good", f"{base}/good/api/vizochok/events")
+    sloppy = endpoint("ep_sloppy", f"{base}/sloppy/events")
+    report = await _check(
+        f"{base}/good/api/vizochok", clock, "/check-products", events=[good, sloppy]
+    )
+    statuses = {n: s for n, s in _statuses(report).items() if n.startswith("events.")}
+    assert statuses == {
+        "events.ep_good.examples": "passed",
+        "events.ep_good.duplicate": "passed",
+        "events.ep_good.forged": "passed",
+        "events.ep_sloppy.examples": "passed",
+        "events.ep_sloppy.duplicate": "passed",
+        "events.ep_sloppy.forged": "failed",
+    }, report_lines(report.as_dict())
+    shown = {check.name: check.seen for check in report.checks}
+    assert shown["events.ep_good.examples"] == "4 event types accepted"
+    assert secret not in json.dumps(report.as_dict(), ensure_ascii=False)
+
+
+async def test_from_the_server_the_ssrf_guard_applies(served: tuple[str, MovingClock]) -> None:
+    """``check_tenant`` (the admin API's and ``check --tenant``'s path) calls through the
+    dispatcher's guard: a loopback URL is blocked before anything is sent, and the fix says
+    to run the check on one's own machine."""
+    base, _ = served
+    permissive = ConfigRules(
+        allow_http=True,
+        destinations=DestinationPolicy(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),)),
+    )
+    store = InMemoryConfigStore(rules=permissive)
+    kit = f"{base}/good/api/vizochok"
+    await store.save_config(
+        "t1",
+        products_url=f"{kit}/check-products",
+        cart_url=f"{kit}/cart",
+        cart_get_url=f"{kit}/cart/items",
+        timeout_seconds=2.0,
+        secret=SECRET,
+    )
+    async with Dispatcher(store, settings=DispatchSettings(allow_http=True)) as dispatcher:
+        report = await check_tenant(dispatcher, "t1")
+        assert await check_tenant(dispatcher, "nobody") is None
+    assert report is not None and report.where == FROM_SERVER
+    first = report.checks[0]
+    assert (first.name, first.status) == ("products.signed_call", "failed")
+    assert "blocked_destination: the URL points to a non-public address" in first.seen
+    assert "on your own machine" in (first.fix or "")
+    assert not any(c.status == "passed" for c in report.checks), report_lines(report.as_dict())
