@@ -37,6 +37,8 @@ KEY_LINES = [
     "== 7. Test-fire through the admin API",
     "POST /api/v1/admin/webhooks/test as sloppy-market -> HTTP 200",
     "problem: milk-002: price is a string, not a number",
+    "== Conformance check of fresh-market's backend",
+    "12 passed, 0 failed, 0 skipped: all passed",
     "== The call log: each tenant reads its own failed calls",
     "products timeout: timeout after 1",
     "no API key appears anywhere in this transcript",

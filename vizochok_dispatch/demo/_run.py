@@ -31,6 +31,7 @@ from .. import (
 from ..admin import create_admin_app
 from ..receiver.testing import serve_on_loopback
 from ..tenants._tenants import TenantDirectory
+from ..webhooks._conformance import report_lines as check_report_lines
 from ..webhooks._testfire import report_lines
 from ._events import EventTenants, run_events
 from ._shop import CATALOG, FLAKY, FRESH, HUNG, SLOPPY, TenantBackends
@@ -46,6 +47,7 @@ HUNG_TIMEOUT_SECONDS = 1.0
 WEBHOOKS_API = "/api/v1/admin/webhooks"
 TEST_FIRE_API = "/api/v1/admin/webhooks/test"
 CALLS_API = "/api/v1/admin/webhooks/calls"
+CHECK_API = "/api/v1/admin/webhooks/check"
 
 
 def _loopback_overrides() -> dict[str, str]:
@@ -149,6 +151,7 @@ class _Demo:
         await _retry(self.t, self.dispatcher, self.backends)
         await _hung(self.t, self.dispatcher)
         await self.test_fire()
+        await self.conformance()
         await self.call_log()
         await self.observability()
 
@@ -260,6 +263,27 @@ class _Demo:
         t.check(
             [o["sku"] for o in sloppy["result"]["available"]] == ["milk-001"],
             "a broken entry costs only its own SKU (docs/webhooks.md §4)",
+        )
+
+    async def conformance(self) -> None:
+        t = self.t
+        t.heading(f"Conformance check of {FRESH}'s backend (vizochok-dispatch check)")
+        t.say(
+            "on a tenant's machine: vizochok-dispatch check --products-url ... --cart-url ... "
+            "--cart-get-url ... --secret-env VIZOCHOK_CHECK_SECRET; from the server: the API"
+        )
+        response = await self.admin.post(CHECK_API, headers=self.auth(FRESH), json={})
+        report = response.json()
+        t.say(f"POST {CHECK_API} as {FRESH} -> HTTP {response.status_code}")
+        for line in check_report_lines(report):
+            t.say(line)
+        t.check(
+            response.status_code == 200
+            and report["ok"]
+            and report["failed"] == 0
+            and report["skipped"] == 0,
+            "the receiver kit's backend passes every check: signed products calls, refused "
+            "forgeries, idempotent cart retries, the cart GET's query (issue 15)",
         )
 
     async def call_log(self) -> None:
