@@ -65,6 +65,11 @@ class Result:
     noop: dict[int, float]
     ours: dict[int, float]
     latency_ms: list[float]
+    #: Worker CPU per job: ours (less a worker's start-up) and procrastinate's no-op.
+    noop_cpu_ms: float = 0.0
+    ours_cpu_ms: float = 0.0
+    #: The machine's 1-minute load average at the end (other work shares the CPUs).
+    load: float = 0.0
 
     def lines(self) -> list[str]:
         one, two, noop = self.ours[1], self.ours[2], self.noop[1]
@@ -89,6 +94,13 @@ class Result:
             f"| 2 processes ≥ 1.6 × 1 | {two / one:.2f} × | {'yes' if two / one >= 1.6 else 'no'} |",
             f"| idle publish → received p50 ≤ 50 ms | p50 {p50:.1f} ms, p99 {p99:.1f} ms "
             f"({len(self.latency_ms)} events) | {'yes' if p50 <= 50 else 'no'} |",
+            "",
+            f"Worker CPU per job (1 process, each worker's start-up taken off): a delivery "
+            f"{self.ours_cpu_ms:.2f} ms, a no-op job {self.noop_cpu_ms:.2f} ms: "
+            f"{self.noop_cpu_ms / max(self.ours_cpu_ms, 1e-9):.2f} × the no-op's rate when the "
+            f"CPU is the limit. 1-minute load average at the end: {self.load:.1f} on "
+            f"{os.cpu_count()} CPUs: rates fall when other work shares them, and the CPU "
+            "figures (user + system) grow too, less so.",
         ]
 
 
@@ -128,6 +140,15 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
             await process.wait()
 
 
+def _cpu_seconds(processes: list[asyncio.subprocess.Process]) -> float:
+    """User + system CPU seconds the processes used so far (Linux ``/proc``)."""
+    total = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def _wait_until(
     conn: asyncpg.Connection, query: str, target: int, seconds: float, *args: object
 ) -> None:
@@ -164,7 +185,7 @@ async def noop_worker(url: str, concurrency: int) -> None:
         )
 
 
-async def noop_rate(url: str, count: int, processes: int) -> float:
+async def noop_rate(url: str, count: int, processes: int) -> tuple[float, float]:
     from procrastinate import jobs  # noqa: PLC0415
 
     app = _noop_app(url)
@@ -192,11 +213,12 @@ async def noop_rate(url: str, count: int, processes: int) -> float:
             "SELECT min(at) FILTER (WHERE type = 'started'), "
             "max(at) FILTER (WHERE type = 'succeeded') FROM procrastinate_events"
         )
+        cpu = _cpu_seconds(workers)
         await conn.execute("DELETE FROM procrastinate_jobs")
     finally:
         await conn.close()
         await _stop(workers)
-    return float((count - 1) / (last - first).total_seconds())
+    return float((count - 1) / (last - first).total_seconds()), cpu / count
 
 
 # -- ours -------------------------------------------------------------------------------------
@@ -212,7 +234,9 @@ def _settings(url: str, keys: str) -> DispatchSettings:
     )
 
 
-async def delivery_rate(url: str, keys: str, target: str, count: int, processes: int) -> float:
+async def delivery_rate(
+    url: str, keys: str, target: str, count: int, processes: int
+) -> tuple[float, float]:
     async with Dispatcher.from_settings(_settings(url, keys)) as d:
         tenant = f"bench-{processes}"
         for _ in range(ENDPOINTS):
@@ -239,10 +263,22 @@ async def delivery_rate(url: str, keys: str, target: str, count: int, processes:
             "JOIN event_deliveries d ON d.id = a.delivery_id WHERE d.tenant_id = $1",
             tenant,
         )
+        cpu = _cpu_seconds(workers)
     finally:
         await conn.close()
         await _stop(workers)
-    return float((total - 1) / (last - first).total_seconds())
+    return float((total - 1) / (last - first).total_seconds()), cpu / total
+
+
+async def startup_cpu(args: list[str], env: dict[str, str]) -> float:
+    """CPU seconds a worker process spends starting and idling 5 s (taken off the per-job
+    figures, which would otherwise count the imports)."""
+    worker = await _spawn(args, env)
+    try:
+        await asyncio.sleep(5)
+        return _cpu_seconds([worker])
+    finally:
+        await _stop([worker])
 
 
 async def idle_latency(url: str, keys: str, samples: int) -> list[float]:
@@ -292,10 +328,24 @@ async def measure(server: str, fast_url: str, events: int, samples: int) -> list
             await store.upgrade()
         finally:
             await store.close()
+        start_cpu = await startup_cpu(
+            ["-c", WORKER, "worker", "--concurrency", str(CONCURRENCY)], _env(url, keys)
+        )
+        noop_start_cpu = await startup_cpu(
+            ["-c", NOOP_WORKER, url, str(CONCURRENCY)], _env(url, "")
+        )
         noop = {n: await noop_rate(url, events, n) for n in (1, 2)}
         ours = {n: await delivery_rate(url, keys, fast_url, events, n) for n in (1, 2)}
         latency = await idle_latency(url, keys, samples)
-    result = Result(events=events, noop=noop, ours=ours, latency_ms=latency)
+    result = Result(
+        events=events,
+        noop={n: rate for n, (rate, _) in noop.items()},
+        ours={n: rate for n, (rate, _) in ours.items()},
+        latency_ms=latency,
+        noop_cpu_ms=max(noop[1][1] - noop_start_cpu / events, 0.0) * 1000,
+        ours_cpu_ms=max(ours[1][1] - start_cpu / events, 0.0) * 1000,
+        load=os.getloadavg()[0],
+    )
     return result.lines()
 
 
