@@ -12,7 +12,9 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from click.testing import CliRunner, Result
@@ -21,7 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from vizochok_dispatch import ConfigRules, Dispatcher, DispatchSettings, InMemoryConfigStore
+from vizochok_dispatch import (
+    ConfigRules,
+    Dispatcher,
+    DispatchSettings,
+    InMemoryConfigStore,
+    SecretBox,
+    SqlConfigStore,
+)
 from vizochok_dispatch._cli import main
 from vizochok_dispatch.demo._shop import GroceryBackend
 from vizochok_dispatch.http._attempt import Clock
@@ -111,6 +120,21 @@ async def _handled(event: object) -> None:
     """The good shop handles every event."""
 
 
+async def _misread_items(backend: GroceryBackend, request: Request) -> JSONResponse:
+    """The good shop's carts behind a query read with ``unquote``: a ``+`` stays a plus."""
+    raw = dict(pair.split("=", 1) for pair in request.url.query.split("&"))
+    key = (unquote(raw["store_id"]), unquote(raw["session_id"]))
+    lines = backend.carts.get(key, {}).values()
+    return JSONResponse(
+        {
+            "items": [
+                {"sku": line.sku, "name": line.name, "price": 1, "quantity": float(line.quantity)}
+                for line in lines
+            ]
+        }
+    )
+
+
 def _app(clock: MovingClock) -> Starlette:
     good = GroceryBackend()
     sloppy = SloppyShop(clock)
@@ -130,6 +154,7 @@ def _app(clock: MovingClock) -> Starlette:
             Route("/sloppy/cart", sloppy.cart, methods=["POST"]),
             Route("/sloppy/cart/items", sloppy.items, methods=["GET"]),
             Route("/sloppy/events", sloppy.event, methods=["POST"]),
+            Route("/misread/cart/items", partial(_misread_items, good), methods=["GET"]),
         ]
     )
 
@@ -146,6 +171,7 @@ async def _check(
     clock: MovingClock,
     products: str = "/products",
     events: Sequence[EventTarget] = (),
+    cart_get_url: str | None = None,
     **options: object,
 ) -> ConformanceReport:
     transport = AiohttpTransport(allowed_networks="127.0.0.0/8")
@@ -154,7 +180,7 @@ async def _check(
             CheckTarget(
                 products_url=f"{base}{products}",
                 cart_url=f"{base}/cart",
-                cart_get_url=f"{base}/cart/items",
+                cart_get_url=cart_get_url or f"{base}/cart/items",
                 secret=SECRET,
             ),
             send=transport.send_wire,
@@ -383,3 +409,76 @@ async def test_from_the_server_the_ssrf_guard_applies(served: tuple[str, MovingC
     assert "blocked_destination: the URL points to a non-public address" in first.seen
     assert "on your own machine" in (first.fix or "")
     assert not any(c.status == "passed" for c in report.checks), report_lines(report.as_dict())
+
+
+def _store_config(database_url: str, base: str) -> None:
+    """Tenant ``t1``'s webhooks at ``base`` (the receiver kit), saved with the CLI's keys."""
+
+    async def save() -> None:
+        store = SqlConfigStore(
+            database_url,
+            auto_migrate=True,
+            rules=DispatchSettings(allow_http=True, allowed_networks="127.0.0.0/8").config_rules(),
+            secret_box=SecretBox.from_keyring(KEYS),
+        )
+        try:
+            await store.save_config(
+                "t1",
+                products_url=f"{base}/check-products",
+                cart_url=f"{base}/cart",
+                cart_get_url=f"{base}/cart/items",
+                secret=SECRET,
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(save())
+
+
+KEYS = "k1:" + base64.b64encode(bytes(range(32))).decode()
+
+
+def test_cli_check_tenant_uses_the_stored_config_from_the_server(
+    threaded_shop: tuple[str, MovingClock], database_url: str
+) -> None:
+    """``check --tenant``: the stored URLs and secret, the deployment's SSRF guard (loopback
+    blocked unless VIZOCHOK_ALLOWED_NETWORKS lists it); an unknown tenant exits 1."""
+    base, _ = threaded_shop
+    _store_config(database_url, f"{base}/good/api/vizochok")
+    env = {"VIZOCHOK_SECRET_KEYS": KEYS, "VIZOCHOK_DATABASE_URL": database_url}
+    runner = CliRunner()
+    allowed = {**env, "VIZOCHOK_ALLOW_HTTP": "true", "VIZOCHOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    passed = runner.invoke(main, ["check", "--tenant", "t1", "--json"], env=allowed)
+    assert passed.exit_code == 0, passed.output
+    report = json.loads(passed.stdout)
+    assert report["where"] == FROM_SERVER and report["passed"] == 12
+    guarded = runner.invoke(
+        main, ["check", "--tenant", "t1"], env={**env, "VIZOCHOK_ALLOW_HTTP": "true"}
+    )
+    assert guarded.exit_code == 1
+    assert "blocked_destination" in guarded.stdout
+    unknown = runner.invoke(main, ["check", "--tenant", "nobody"], env=allowed)
+    assert unknown.exit_code == 1 and "no tenant 'nobody'" in unknown.output
+    both = runner.invoke(main, ["check", "--tenant", "t1", "--cart-url", base], env=allowed)
+    assert both.exit_code == 2
+    assert SECRET not in passed.output + guarded.output
+
+
+async def test_a_cart_get_that_misreads_the_query_fails_only_that_check(
+    served: tuple[str, MovingClock],
+) -> None:
+    """A cart GET that decodes the query without turning + into a space loses the cart of a
+    session id with spaces: ``cart_get.query_ids`` fails with a fix, nothing else does."""
+    base, clock = served
+    report = await _check(
+        f"{base}/good/api/vizochok",
+        clock,
+        "/check-products",
+        cart_get_url=f"{base}/misread/cart/items",
+    )
+    failed = [check for check in report.checks if check.status == "failed"]
+    assert [check.name for check in failed] == ["cart_get.query_ids"], report_lines(
+        report.as_dict()
+    )
+    assert "did not find it" in failed[0].seen
+    assert "+ is a space" in (failed[0].fix or "")
