@@ -7,6 +7,7 @@ import httpx
 from sqlalchemy import text
 
 from tests.panel.support import csrf_of, sign_in
+from vizochok_dispatch.events._catalog import EVENT_TYPES
 
 from .support import WEBHOOKS, Admin, bearer, shop_config
 
@@ -215,3 +216,25 @@ async def test_health_counts_the_days_failures_by_detail(admin: Admin, router) -
     products = page.split('id="h-products"', 1)[1].split("</section>", 1)[0]
     assert "<dt>Failures</dt><dd>2: http_status 2</dd>" in products
     assert products.count('fill="#a61b1b"') == 1  # one hour's bar, red
+
+
+async def test_another_tenant_cannot_test_retry_or_recover(admin: Admin) -> None:
+    """Isolation: tenant B's session cannot test, recover or retry tenant A's endpoint and
+    delivery: each is a 404, as for ids that do not exist."""
+    await admin.tenant("shop-a")
+    endpoint = await admin.dispatcher.events.create_endpoint(
+        "shop-a", url="https://events.shop-a.example/hook", event_types=["order.*"]
+    )
+    published = await admin.dispatcher.events.publish(
+        "shop-a", "order.created", data=EVENT_TYPES["order.created"].example
+    )
+    delivery = published.deliveries[0]
+    _, other = await admin.tenant("shop-b")
+    token = await sign_in(admin.client, other.key)
+    for path, data in (
+        (f"/panel/endpoints/{endpoint.id}/test", {"event_type": "order.created"}),
+        (f"/panel/endpoints/{endpoint.id}/recover", {"hours": "24"}),
+        (f"/panel/deliveries/{delivery.id}/retry", {}),
+    ):
+        answer = await admin.client.post(path, data={"csrf_token": token, **data})
+        assert answer.status_code == 404, path

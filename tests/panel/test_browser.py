@@ -32,7 +32,7 @@ from vizochok_dispatch.receiver.testing import serve_on_loopback
 
 from .support import chromium_or_skip
 
-pytestmark = [pytest.mark.loopback, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.loopback, pytest.mark.timeout(120)]
 
 #: playwright's own bound on each wait (milliseconds): a step that hangs fails fast.
 STEP_MS = 10_000
@@ -128,8 +128,10 @@ async def running(tmp_path: Path, shots: Path) -> AsyncIterator[Running]:
 
 async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Running) -> None:
     """Browser: sign in; a bad URL's error shows in place; fix it; roll and promote the
-    secret with the receiver following; test-fire and read the report; sign out; tenant B
-    sees none of it; a forged post without the CSRF token is refused."""
+    secret with the receiver following; test-fire and read the report; health and the call
+    log; create an event endpoint, publish, see the delivery, break the receiver, see the
+    failure, fix it, retry and recover; test an event type; sign out; tenant B sees none of
+    it; a forged post without the CSRF token is refused."""
     from playwright.async_api import async_playwright, expect  # noqa: PLC0415 - optional
 
     shop = running.shop
@@ -262,7 +264,45 @@ async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Run
             await expect(page.locator("details pre").first).to_contain_text("receiver_down")
             await expect(page.locator("main > pre")).to_contain_text('"order.created"')
             await shot("delivery")
+
+            # Fixed: one delivery retried from its page.
             running.events.status = 200
+            await page.get_by_role("button", name="Retry now").click()
+            await expect(page.get_by_role("status")).to_contain_text("A new attempt was made")
+            await expect(page.locator("dl.facts dd").first).to_contain_text("delivered")
+
+            # Broken again, then fixed: the endpoint's failed deliveries recovered.
+            running.events.status = 500
+            await publish()
+            running.events.status = 200
+            await page.locator("dl.facts a").first.click()  # the delivery's endpoint
+            await page.get_by_role("button", name="Recover").click()
+            await expect(page.get_by_role("status")).to_contain_text(
+                "1 failed deliveries re-queued"
+            )
+            await shot("endpoint-recovered")
+            await running.dispatcher.events.drain(timeout=5)
+            await page.goto(f"{running.admin}/panel/deliveries?status=failed")
+            await expect(page.get_by_text("No delivery matches.")).to_be_visible()
+
+            # Disable shows its reason; enable again.
+            await page.get_by_role("link", name="Event endpoints").click()
+            await page.locator("table a.mono").first.click()
+            await page.get_by_role("button", name="Disable").click()
+            await expect(page.locator("dl.facts")).to_contain_text("disabled by hand")
+            await page.get_by_role("button", name="Enable").click()
+            await expect(page.locator("dl.facts")).to_contain_text("active")
+
+            # Any event type test-fired from the Test page, the report for a person.
+            await page.get_by_role("link", name="Test").click()
+            await page.get_by_label("Event type (its example is sent)").select_option(
+                "order.cancelled"
+            )
+            await page.get_by_role("button", name="Send a test event").click()
+            tested = page.locator("section.report")
+            await expect(tested.locator("h2")).to_have_text("Passed: order.cancelled")
+            await expect(tested).to_contain_text("does not subscribe")
+            await shot("test-event")
 
             # A forged post (no CSRF token) with the session's own cookie: refused.
             forged = await page.request.post(
@@ -285,13 +325,25 @@ async def test_a_tenant_configures_rotates_and_tests_in_the_browser(running: Run
             await expect(other.get_by_label("Products URL")).to_have_value("")
             content = await other.content()
             assert base not in content and pending[-4:] not in content
+            for path, empty in (
+                ("/endpoints", "No endpoint yet."),
+                ("/deliveries", "No delivery matches."),
+                ("/calls", "No call matches."),
+            ):
+                await other.goto(f"{running.admin}/panel{path}")
+                await expect(other.get_by_text(empty)).to_be_visible()
 
-            # Phone width: the form still fits.
+            # Phone width: no page is wider than the screen.
             phone = await browser.new_context(viewport={"width": 375, "height": 800})
             small = await phone.new_page()
             await small.goto(f"{running.admin}/panel/sign-in")
-            width = await small.evaluate("document.documentElement.scrollWidth")
-            assert width <= 375
-            await small.screenshot(path=str(running.shots / "sign-in-phone.png"))
+            await small.get_by_label("Your API key").fill(running.key_a.key)
+            await small.get_by_role("button", name="Sign in").click()
+            for path in ("/webhooks", "/health", "/deliveries", "/calls", "/endpoints"):
+                await small.goto(f"{running.admin}/panel{path}")
+                width = await small.evaluate("document.documentElement.scrollWidth")
+                assert width <= 375, (path, width)
+            await small.goto(f"{running.admin}/panel/health")
+            await small.screenshot(path=str(running.shots / "health-phone.png"))
         finally:
             await browser.close()

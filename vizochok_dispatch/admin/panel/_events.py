@@ -18,7 +18,7 @@ from ..._exceptions import FieldError, InvalidCall, InvalidConfig
 from ...contract._json import dumps
 from ...events._catalog import EVENT_TYPES
 from ...events._service import DEFAULT_PAGE
-from ...events._values import EventEndpoint
+from ...events._values import EndpointTestReport, EventAttempt, EventEndpoint
 from ...tenants._config import mask_secret
 from ._web import PREFIX, Form, context_of, page, posted_form, require_session, see_other
 
@@ -100,9 +100,12 @@ def _endpoint_page(
     status: int = 200,
     **extra: Any,  # noqa: ANN401 - template values
 ) -> HTMLResponse:
-    extra.setdefault("shown_secret", None)
-    extra.setdefault("report", None)
-    extra.setdefault("recovered", None)
+    for name in ("shown_secret", "report", "recovered", "chosen_type"):
+        extra.setdefault(name, None)
+    for name in ("test_errors", "recover_errors"):
+        extra.setdefault(name, {})
+    extra.setdefault("report_answers", [])
+    extra.setdefault("recover_hours", f"{RECOVER_HOURS:g}")
     return page(
         request,
         "endpoint.html",
@@ -317,9 +320,137 @@ async def delivery_page(request: Request, delivery_id: str) -> Response:
         session,
         delivery=delivery,
         body=body,
-        answers=[
-            None if a.response is None else a.response.decode("utf-8", "replace")
-            for a in delivery.attempts
-        ],
-        notice=None,
+        answers=answers_of(delivery.attempts),
+        notice="A new attempt was made; its outcome is below."
+        if request.query_params.get("done") == "retried"
+        else None,
     )
+
+
+# -- tests, retries and recovery (docs/webhooks.md §9) --------------------------------------
+
+#: The limiter bucket of endpoint tests, apart from webhook test-fires (as the API's).
+_TEST_BUCKET: Final = ":event-test"
+#: Hours back a recovery reaches by default, and at most (the retention of failed ones).
+RECOVER_HOURS: Final = 24.0
+MAX_RECOVER_HOURS: Final = 90 * 24.0
+
+
+async def run_endpoint_test(
+    request: Request, tenant_id: str, endpoint_id: str, event_type: str
+) -> tuple[EndpointTestReport | None, dict[str, str]]:
+    """Test an endpoint with ``event_type``'s example: the report, or the field errors."""
+    context = context_of(request)
+    if event_type not in EVENT_TYPES:
+        return None, {"event_type": "choose an event type of the catalog"}
+    wait = context.limiter.acquire(tenant_id + _TEST_BUCKET)
+    if wait is not None:
+        return None, {
+            "event_type": f"at most {context.limiter.limit} endpoint tests a minute: try again "
+            f"in {context.limiter.retry_after_header(wait)} s"
+        }
+    report = await context.dispatcher.events.test_endpoint(
+        tenant_id, endpoint_id, event_type=event_type
+    )
+    if report is None:
+        return None, {"endpoint_id": "no such event endpoint"}
+    _log.info(
+        "panel.endpoint_tested",
+        tenant_id=tenant_id,
+        endpoint_id=endpoint_id,
+        event_type=event_type,
+        ok=report.ok,
+    )
+    return report, {}
+
+
+def answers_of(attempts: tuple[EventAttempt, ...]) -> list[str | None]:
+    """Each attempt's answer (its first 4 KiB) as text."""
+    return [None if a.response is None else a.response.decode("utf-8", "replace") for a in attempts]
+
+
+@router.post("/endpoints/{endpoint_id}/test")
+async def test_endpoint(request: Request, endpoint_id: str) -> Response:
+    """Send an event type's example to the endpoint now, and show the report."""
+    session, form = await posted_form(request)
+    endpoint = await context_of(request).dispatcher.events.endpoint(session.tenant.id, endpoint_id)
+    if endpoint is None:
+        return _missing(request)
+    chosen = form.get("event_type")
+    report, errors = await run_endpoint_test(request, session.tenant.id, endpoint_id, chosen)
+    return _endpoint_page(
+        request,
+        endpoint,
+        report=report,
+        report_answers=[] if report is None else answers_of(report.attempts),
+        test_errors=errors,
+        chosen_type=chosen,
+        status=422 if errors else 200,
+    )
+
+
+def _hours(raw: str) -> float | None:
+    """A recovery's reach in hours, or ``None`` when it is not one."""
+    try:
+        hours = float(raw)
+    except ValueError:
+        return None
+    return hours if 0 < hours <= MAX_RECOVER_HOURS else None
+
+
+@router.post("/endpoints/{endpoint_id}/recover")
+async def recover_endpoint(request: Request, endpoint_id: str) -> Response:
+    """Re-queue the endpoint's failed deliveries of the last hours given."""
+    session, form = await posted_form(request)
+    context = context_of(request)
+    endpoint = await context.dispatcher.events.endpoint(session.tenant.id, endpoint_id)
+    if endpoint is None:
+        return _missing(request)
+    hours = _hours(form.get("hours", f"{RECOVER_HOURS:g}"))
+    if hours is None:
+        return _endpoint_page(
+            request,
+            endpoint,
+            recover_errors={
+                "hours": f"must be a number of hours, above 0 and at most {MAX_RECOVER_HOURS:g}"
+            },
+            status=422,
+        )
+    outcome = await context.dispatcher.events.recover(
+        session.tenant.id, endpoint_id, since=context.dispatcher.now() - timedelta(hours=hours)
+    )
+    if outcome is None:
+        return _missing(request)
+    if isinstance(outcome, str):
+        return _endpoint_page(
+            request,
+            endpoint,
+            recover_errors={"hours": "the endpoint is disabled: enable it first"},
+            status=409,
+        )
+    _log.info(
+        "panel.endpoint_recovered",
+        tenant_id=session.tenant.id,
+        endpoint_id=endpoint_id,
+        recovered=outcome.recovered,
+    )
+    return _endpoint_page(request, endpoint, recovered=outcome)
+
+
+@router.post("/deliveries/{delivery_id}/retry")
+async def retry_delivery(request: Request, delivery_id: str) -> Response:
+    """A new attempt of the delivery now, whatever its status."""
+    session, _form = await posted_form(request)
+    outcome = await context_of(request).dispatcher.events.retry_delivery(
+        session.tenant.id, delivery_id
+    )
+    if outcome is None:
+        return page(request, "refused.html", session, status=404, message="No such delivery.")
+    if isinstance(outcome, str):
+        message = {
+            "endpoint_disabled": "Its endpoint is disabled: enable it first.",
+            "in_flight": "An attempt of it is under way: try again when it is over.",
+        }.get(outcome, outcome)
+        return page(request, "refused.html", session, status=409, message=message)
+    _log.info("panel.delivery_retried", tenant_id=session.tenant.id, delivery_id=delivery_id)
+    return see_other(f"/deliveries/{delivery_id}?done=retried")

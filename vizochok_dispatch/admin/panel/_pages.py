@@ -20,6 +20,7 @@ from ...webhooks._testfire import run_test_fire
 from .._errors import validation_fields
 from .._routes import _stored, _update_errors
 from .._schemas import WebhookTestRequest
+from ._events import answers_of, catalog, run_endpoint_test
 from ._web import (
     PREFIX,
     SESSION_COOKIE,
@@ -117,7 +118,7 @@ async def sign_in(request: Request) -> Response:
     set_cookie(
         response, request, SESSION_COOKIE, opened.token, max_age=int(sessions.lifetime_seconds)
     )
-    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX, httponly=True, samesite="strict")
     return response
 
 
@@ -314,17 +315,23 @@ async def rotate_secret(request: Request) -> Response:
 # -- test-fire ------------------------------------------------------------------------------
 
 
-def _test_page(request: Request, **values: Any) -> HTMLResponse:  # noqa: ANN401 - template values
-    values.setdefault("report", None)
+async def _test_page(request: Request, **values: Any) -> HTMLResponse:  # noqa: ANN401 - template values
+    for name in ("report", "tested", "chosen_endpoint", "chosen_type"):
+        values.setdefault(name, None)
     values.setdefault("errors", {})
+    values.setdefault("event_errors", {})
+    values.setdefault("event_answers", [])
     values.setdefault("chosen", "products")
     values.setdefault("skus", "")
-    values.setdefault("event", None)
+    session = request.state.panel_session
+    endpoints = await context_of(request).dispatcher.events.endpoints(session.tenant.id)
     return page(
         request,
         "test.html",
-        request.state.panel_session,
+        session,
         webhooks=WEBHOOKS,
+        endpoints=endpoints,
+        catalog=catalog(),
         **values,
     )
 
@@ -333,7 +340,7 @@ def _test_page(request: Request, **values: Any) -> HTMLResponse:  # noqa: ANN401
 async def test_page(request: Request) -> Response:
     """Choose a webhook to test-fire."""
     await require_session(request)
-    return _test_page(request)
+    return await _test_page(request)
 
 
 @router.post("/test")
@@ -351,7 +358,7 @@ async def test_fire(request: Request) -> Response:
     except ValidationError as exc:
         fields = validation_fields(exc.errors(include_input=False))
         errors = {field.field.split(".", 1)[0]: field.message for field in fields}
-        return _test_page(request, errors=errors, status=422, **shown)
+        return await _test_page(request, errors=errors, status=422, **shown)
     config = await context.dispatcher.store.get_config(session.tenant.id)
     problem = None
     if config is None:
@@ -364,7 +371,7 @@ async def test_fire(request: Request) -> Response:
             f"try again in {context.limiter.retry_after_header(wait)} s."
         )
     if problem is not None:
-        return _test_page(request, errors={"webhook": problem}, **shown)
+        return await _test_page(request, errors={"webhook": problem}, **shown)
     report = await run_test_fire(
         context.dispatcher,
         session.tenant.id,
@@ -373,4 +380,19 @@ async def test_fire(request: Request) -> Response:
         store_id=chosen.store_id,
     )
     _log.info("panel.test_fire", tenant_id=session.tenant.id, webhook=chosen.webhook, ok=report.ok)
-    return _test_page(request, report=report.as_dict(), **shown)
+    return await _test_page(request, report=report.as_dict(), **shown)
+
+
+@router.post("/test/event")
+async def test_event(request: Request) -> Response:
+    """Send an event type's example to one of the tenant's endpoints, and show the report."""
+    session, form = await posted_form(request)
+    endpoint_id = form.get("endpoint_id")
+    event_type = form.get("event_type")
+    shown = {"chosen_endpoint": endpoint_id, "chosen_type": event_type}
+    report, errors = await run_endpoint_test(request, session.tenant.id, endpoint_id, event_type)
+    if report is None:
+        return await _test_page(request, event_errors=errors, status=422, **shown)
+    return await _test_page(
+        request, tested=report, event_answers=answers_of(report.attempts), **shown
+    )
