@@ -238,3 +238,28 @@ async def test_another_tenant_cannot_test_retry_or_recover(admin: Admin) -> None
     ):
         answer = await admin.client.post(path, data={"csrf_token": token, **data})
         assert answer.status_code == 404, path
+
+
+async def test_expired_sessions_are_purged_at_the_next_sign_in(admin: Admin) -> None:
+    """Sessions: a sign-in deletes the sessions that have expired (bounded), not live ones."""
+    _, issued = await admin.tenant("shop-a")
+    await sign_in(admin.client, issued.key)
+    admin.time.now += 8 * 3600 + 1
+    admin.client.cookies.clear()
+    await sign_in(admin.client, issued.key)
+    async with admin.store.engine.connect() as conn:
+        left = (await conn.execute(text("SELECT count(*) FROM panel_sessions"))).scalar_one()
+    assert left == 1
+
+
+async def test_pages_carry_their_security_headers_and_local_assets(admin: Admin) -> None:
+    """Pages: a CSP that allows this origin only, no framing, no caching; the style sheet
+    and script come from the package."""
+    page = await admin.client.get("/panel/sign-in")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    assert "http" not in page.text.split("<body>", 1)[0]  # nothing loaded from elsewhere
+    css = await admin.client.get("/panel/static/panel.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert (await admin.client.get("/panel/static/../_web.py")).status_code == 404
