@@ -51,6 +51,15 @@ from .tenants._store import ConfigStore, InMemoryConfigStore
 from .tenants._tenants import ApiKeyInfo, IssuedKey, Tenant, TenantDirectory
 from .webhooks._calllog import CallLog
 from .webhooks._calllog_store import LoggedCall
+from .webhooks._conformance import (
+    Check,
+    CheckOptions,
+    CheckTarget,
+    ConformanceReport,
+    EventTarget,
+    check_tenant,
+    run_conformance,
+)
 from .webhooks._delivery import USER_AGENT, Clock, RetryPolicy
 from .webhooks._dispatcher import Dispatcher
 from .webhooks._ratelimit import RateLimiter
@@ -82,9 +91,13 @@ __all__ = [
     "CartItem",
     "CartLoad",
     "CartResult",
+    "Check",
+    "CheckOptions",
+    "CheckTarget",
     "Clock",
     "ConfigRules",
     "ConfigStore",
+    "ConformanceReport",
     "Delivery",
     "DispatchError",
     "DispatchSettings",
@@ -96,6 +109,7 @@ __all__ = [
     "EventDelivery",
     "EventEndpoint",
     "EventService",
+    "EventTarget",
     "EventType",
     "FieldError",
     "FireAttempt",
@@ -131,9 +145,11 @@ __all__ = [
     "UnknownTenant",
     "WebhookConfig",
     "__version__",
+    "check_tenant",
     "compute_signature",
     "generate_secret",
     "mask_secret",
+    "run_conformance",
     "run_test_fire",
     "signature_headers",
 ]

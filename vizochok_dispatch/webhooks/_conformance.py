@@ -540,16 +540,9 @@ class _Run:
             if twice is not None:
                 self.add(name, FAILED, twice, fix)
                 return
-            self.add(
-                name,
-                PASSED,
-                f"both answered {_shown(first_result)}"
-                + (
-                    "; the cart GET shows it applied once"
-                    if first_result.ok and self.target.cart_get_url
-                    else ""
-                ),
-            )
+            once = first_result.ok and self.target.cart_get_url is not None
+            seen = f"both answered {_shown(first_result)}"
+            self.add(name, PASSED, seen + ("; the cart GET shows it applied once" if once else ""))
         finally:
             await self.clear(TEST_STORE_ID, session)
 
