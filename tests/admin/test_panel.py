@@ -3,6 +3,8 @@ one tenant's session seeing only its own settings (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from sqlalchemy import text
 
@@ -263,3 +265,32 @@ async def test_pages_carry_their_security_headers_and_local_assets(admin: Admin)
     css = await admin.client.get("/panel/static/panel.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert (await admin.client.get("/panel/static/../_web.py")).status_code == 404
+
+
+async def test_every_form_control_has_a_label(admin: Admin) -> None:
+    """Accessibility: every visible input and select of every page has a label naming it."""
+    issued, _ = await admin.configured("shop-a")
+    await admin.dispatcher.events.create_endpoint(
+        "shop-a", url="https://events.shop-a.example/hook", event_types=["order.*"]
+    )
+    await sign_in(admin.client, issued.key)
+    endpoint = (await admin.dispatcher.events.endpoints("shop-a"))[0]
+    pages = [
+        "/panel/webhooks",
+        "/panel/test",
+        "/panel/health",
+        "/panel/endpoints",
+        "/panel/endpoints/new",
+        f"/panel/endpoints/{endpoint.id}",
+        "/panel/calls",
+        "/panel/deliveries",
+    ]
+    for path in pages:
+        html = (await admin.client.get(path)).text
+        labelled = set(re.findall(r'<label[^>]* for="([^"]+)"', html))
+        controls = re.findall(r"<(?:input|select|textarea)\b[^>]*>", html)
+        for control in controls:
+            if 'type="hidden"' in control:
+                continue
+            found = re.search(r'\bid="([^"]+)"', control)
+            assert found is not None and found.group(1) in labelled, (path, control)
