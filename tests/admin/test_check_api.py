@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import respx
+from structlog.testing import capture_logs
 
 from vizochok_dispatch.demo._shop import GroceryBackend
 from vizochok_dispatch.receiver import create_receiver_app
@@ -55,14 +56,16 @@ async def test_check_runs_against_the_key_tenants_webhooks_only(
     await admin.configured("shop-b", SHOP_B, **_urls(SHOP_B))
     secrets["current"] = saved["secret"]
 
-    response = await admin.client.post(CHECK, headers=bearer(key_a.key), json={})
+    with capture_logs() as logs:
+        response = await admin.client.post(CHECK, headers=bearer(key_a.key), json={})
     assert response.status_code == 200, response.text
+    assert any(entry["event"] == "admin.check" for entry in logs)
     report = response.json()
     assert report["ok"] is True, [c for c in report["checks"] if c["status"] != "passed"]
     assert report["where"] == FROM_SERVER
     assert report["failed"] == 0 and report["passed"] == len(report["checks"]) == 12
     assert not other.called
-    assert absent(saved["secret"], response.text, caplog.text)
+    assert absent(saved["secret"], response.text, logs, caplog.text)
 
 
 async def test_a_forging_tenant_fails_the_security_checks_through_the_api(

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
+from structlog.testing import capture_logs
 
 from vizochok_dispatch import (
     ConfigRules,
@@ -200,8 +201,11 @@ def _statuses(report: ConformanceReport) -> dict[str, str]:
 async def test_the_receiver_kit_passes_every_check(served: tuple[str, MovingClock]) -> None:
     """The receiver kit's app, as the demo's good tenant runs it, passes every check."""
     base, clock = served
-    report = await _check(f"{base}/good/api/vizochok", clock, "/check-products")
+    with capture_logs() as logs:
+        report = await _check(f"{base}/good/api/vizochok", clock, "/check-products")
     assert report.ok, report_lines(report.as_dict())
+    assert any(entry["event"] == "receiver.refused" for entry in logs)
+    assert SECRET not in str(logs)
     assert set(_statuses(report).values()) == {"passed"}
     assert set(_statuses(report)) == {
         "products.signed_call",
