@@ -486,3 +486,26 @@ async def test_a_cart_get_that_misreads_the_query_fails_only_that_check(
     )
     assert "did not find it" in failed[0].seen
     assert "+ is a space" in (failed[0].fix or "")
+
+
+async def test_a_receiver_with_another_secret_is_told_to_check_its_secret(
+    served: tuple[str, MovingClock],
+) -> None:
+    """The kit refuses a check signed with another secret: the signed call fails naming
+    ``signature_mismatch`` with the secret hint, and the refusal checks are skipped."""
+    base, clock = served
+    transport = AiohttpTransport(allowed_networks="127.0.0.0/8")
+    kit = f"{base}/good/api/vizochok"
+    try:
+        report = await run_conformance(
+            CheckTarget(f"{kit}/check-products", f"{kit}/cart", None, "whsec_" + "x" * 30),
+            send=transport.send_wire,
+            where=OWN_MACHINE,
+            clock=Clock(monotonic=clock),
+        )
+    finally:
+        await transport.aclose()
+    first = report.checks[0]
+    assert first.status == "failed" and first.seen.endswith("got HTTP 401 (signature_mismatch)")
+    assert "secret" in (first.fix or "") and "raw bytes" in (first.fix or "")
+    assert {c.status for c in report.checks if c.name.startswith("security.")} == {"skipped"}

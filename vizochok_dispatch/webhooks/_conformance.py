@@ -196,9 +196,9 @@ class _Answer:
     def describe(self) -> str:
         if self.failure is not None:
             return f"{self.failure}: {self.reason}" if self.reason else self.failure
+        # A receiver's refusal code is named here; its hint goes into the check's fix.
         code = refusal_code(self.body)
-        hint = f" ({code}: {RECEIVER_HINTS[code]})" if code in RECEIVER_HINTS else ""
-        return f"HTTP {self.status}{hint}"
+        return f"HTTP {self.status}" + (f" ({code})" if code in RECEIVER_HINTS else "")
 
 
 def _new_id() -> str:
