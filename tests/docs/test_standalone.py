@@ -22,7 +22,7 @@ MAY_LOOK_OUTSIDE = frozenset(
 #: Ways of pointing at the spec folder that developers keep beside the checkout.
 OUTSIDE_REFERENCES = ("../shared", "shared/spec", "CONTRACT.md")
 #: The Markdown a reader of the repository follows links in.
-MARKDOWN = ("README.md", "SECURITY.md", "docs/*.md", "examples/*/README.md", "bench/*.md")
+MARKDOWN = ("README.md", "SECURITY.md", "docs/*.md", "receivers/*/README.md", "bench/*.md")
 
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)|href=\"([^\"]+)\"")
 _FENCE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
@@ -56,7 +56,7 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_no_file_refers_outside_the_repository() -> None:
-    """README, SECURITY.md, docs, examples and code point at the repository's own docs."""
+    """README, SECURITY.md, docs, receivers and code point at the repository's own docs."""
     offenders = []
     for name in _repository_files():
         if name in MAY_LOOK_OUTSIDE:
@@ -91,6 +91,6 @@ def test_markdown_links_resolve_inside_the_repository() -> None:
 
 def test_readme_security_and_examples_link_the_webhook_docs() -> None:
     """The pages a tenant's developer starts from send them to docs/webhooks.md."""
-    for page in ("README.md", "SECURITY.md", "examples/node/README.md", "examples/go/README.md"):
+    for page in ("README.md", "SECURITY.md", "receivers/node/README.md", "receivers/go/README.md"):
         text = (REPO_ROOT / page).read_text("utf-8")
         assert re.search(r"\]\((\.\./)*docs/webhooks\.md[#)]", text), page

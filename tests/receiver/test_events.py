@@ -39,7 +39,7 @@ from vizochok_dispatch.receiver._parse import InvalidRequest
 from vizochok_dispatch.receiver.testing import serve_on_loopback
 
 from ._support import NOW, REPO_ROOT, SECRET
-from .test_examples import _run, _tool
+from .test_packages import _run, _tool
 
 EVENTS_PATH = "/api/vizochok/events"
 WHEN = datetime(2026, 1, 31, 10, 30, 1, 234000, tzinfo=UTC)
@@ -327,8 +327,8 @@ async def test_an_event_over_loopback():
 # -- the examples' event vector ------------------------------------------------------------
 
 EXAMPLE_VECTORS = [
-    REPO_ROOT / "examples" / "node" / "event_vector.json",
-    REPO_ROOT / "examples" / "go" / "testdata" / "event_vector.json",
+    REPO_ROOT / "receivers" / "node" / "test" / "event_vector.json",
+    REPO_ROOT / "receivers" / "go" / "testdata" / "event_vector.json",
 ]
 
 
@@ -346,9 +346,9 @@ def _vector_headers(vector: dict[str, Any], scheme: str) -> dict[str, str]:
     )
 
 
-@pytest.mark.parametrize("path", EXAMPLE_VECTORS, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", EXAMPLE_VECTORS, ids=["node", "go"])
 def test_the_examples_event_vector_is_what_the_package_signs(path):
-    """The Node and Go examples' event vector holds the package's own headers for its body,
+    """The Node and Go packages' event vector holds the package's own headers for its body,
     and the Python kit verifies and parses it."""
     vector = json.loads(path.read_text("utf-8"))
     assert vector["headers"] == _vector_headers(vector, "vizochok")
@@ -382,26 +382,26 @@ def _fresh_vector(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("which", ["committed", "fresh"])
 def test_node_example_verifies_an_event(which, tmp_path):
-    """examples/node/test_events.js verifies the event vector with both schemes and refuses
+    """receivers/node's event tests verify the event vector with both schemes and refuse
     changed ones."""
     node = _tool("node")
     env = {"VIZOCHOK_EVENT_VECTOR": str(_fresh_vector(tmp_path))} if which == "fresh" else {}
-    output = _run([node, "test_events.js"], REPO_ROOT / "examples" / "node", env)
-    assert "11 passed, 0 failed" in output
+    output = _run([node, "--test", "test/events.test.js"], REPO_ROOT / "receivers" / "node", env)
+    assert "# pass 9\n" in output and "# fail 0\n" in output, output
 
 
 @pytest.mark.parametrize("which", ["committed", "fresh"])
 def test_go_example_verifies_an_event(which, tmp_path):
-    """examples/go's event tests verify the event vector with both schemes (offline)."""
+    """receivers/go's event tests verify the event vector with both schemes (offline)."""
     go = _tool("go")
-    env = {"GOPROXY": "off", "GOTOOLCHAIN": "local"}
+    env = {"GOPROXY": "off", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
     if which == "fresh":
         env["VIZOCHOK_EVENT_VECTOR"] = str(_fresh_vector(tmp_path))
     if not any(os.environ.get(name) for name in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
         env["GOCACHE"] = str(tmp_path / "gocache")
     output = _run(
         [go, "test", "-count=1", "-v", "-run", "TestEventVector", "./..."],
-        REPO_ROOT / "examples" / "go",
+        REPO_ROOT / "receivers" / "go",
         env,
     )
     assert output.count("--- PASS: TestEventVector") == 2

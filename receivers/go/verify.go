@@ -1,11 +1,11 @@
-// Package verify checks that a webhook request came from VIZOCHOK (docs/webhooks.md §2).
+// Package vizochok checks that a webhook request came from VIZOCHOK (docs/webhooks.md §2).
 //
 // X-VIZOCHOK-Signature is "sha256=" + lowercase hex of HMAC-SHA256 with the secret's UTF-8
 // bytes as key, over "<timestamp>." + the raw body bytes; X-VIZOCHOK-Timestamp (Unix
 // seconds) must be within the tolerance (300 s) of the receiver's clock.
 //
 // Read the body once with io.ReadAll and pass those bytes; never re-encode parsed JSON.
-package verify
+package vizochok
 
 import (
 	"crypto/hmac"
@@ -60,7 +60,7 @@ var (
 // Verify checks one request against secrets (current first, so a secret can be rolled).
 func Verify(header http.Header, body []byte, secrets []string, tolerance time.Duration, now time.Time) (*Verified, error) {
 	if len(secrets) == 0 {
-		return nil, fmt.Errorf("verify: at least one secret is needed")
+		return nil, fmt.Errorf("vizochok: at least one secret is needed")
 	}
 	timestamps := header.Values(TimestampHeader)
 	signatures := header.Values(SignatureHeader)

@@ -1,4 +1,4 @@
-package verify
+package vizochok
 
 // Event webhooks (docs/webhooks.md §8): POSTs whose body is
 //
@@ -87,13 +87,13 @@ func VerifyEvent(header http.Header, body []byte, secrets []string, tolerance ti
 // verifies.
 func VerifyStandardWebhook(header http.Header, body []byte, secrets []string, tolerance time.Duration, now time.Time) (*Event, error) {
 	if len(secrets) == 0 {
-		return nil, fmt.Errorf("verify: at least one secret is needed")
+		return nil, fmt.Errorf("vizochok: at least one secret is needed")
 	}
 	keys := make([][]byte, len(secrets))
 	for i, secret := range secrets {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
 		if !strings.HasPrefix(secret, "whsec_") || err != nil || len(key) == 0 {
-			return nil, fmt.Errorf("verify: secret #%d must be whsec_ followed by base64", i)
+			return nil, fmt.Errorf("vizochok: secret #%d must be whsec_ followed by base64", i)
 		}
 		keys[i] = key
 	}

@@ -1,4 +1,4 @@
-package verify
+package vizochok
 
 import (
 	"crypto/hmac"
@@ -36,7 +36,7 @@ func loadVectors(t *testing.T) []vector {
 		path = os.Getenv("VIZOCHOK_SIGNATURE_VECTORS")
 	}
 	if path == "" {
-		// The package directory is examples/go; the repository root is two levels up.
+		// The module directory is receivers/go; the repository root is two levels up.
 		path = filepath.Join("..", "..", "docs", "signature-vectors.json")
 	}
 	raw, err := os.ReadFile(path)

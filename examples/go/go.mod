@@ -1,3 +1,0 @@
-module vizochok.example/verify
-
-go 1.19

@@ -1,0 +1,3 @@
+module github.com/vizochok/vizochok-dispatch/receivers/go
+
+go 1.19
