@@ -11,12 +11,14 @@ PORT ?= 8000
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml receivers/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "Python 3.11 or newer is required (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The signer/verifier distribution (receivers/python) again, editable: edits there are live.
+	$(BIN)/python -m pip install --quiet --no-deps -e ./receivers/python
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev tools

@@ -12,37 +12,32 @@ import re
 import secrets
 from typing import Final, Literal
 
-SIGNATURE_HEADER = "X-VIZOCHOK-Signature"
-TIMESTAMP_HEADER = "X-VIZOCHOK-Timestamp"
-DELIVERY_HEADER = "X-VIZOCHOK-Delivery"
-ATTEMPT_HEADER = "X-VIZOCHOK-Attempt"
-SIGNATURE_PREFIX = "sha256="
+# The synchronous signature is the receiver distribution's (receivers/python): one
+# implementation signs and verifies.
+from vizochok_receiver._signing import (
+    ATTEMPT_HEADER,
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNATURE_PREFIX,
+    TIMESTAMP_HEADER,
+    compute_signature,
+    signature_headers,
+    signature_matches,
+    signed_payload,
+)
 
-
-def signed_payload(timestamp: int, body: bytes) -> bytes:
-    """The exact bytes that are MACed: ``"{timestamp}."`` then the body as sent."""
-    return str(int(timestamp)).encode("ascii") + b"." + body
-
-
-def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-VIZOCHOK-Signature`` value for one attempt."""
-    digest = hmac.digest(secret.encode("utf-8"), signed_payload(timestamp, body), "sha256")
-    return SIGNATURE_PREFIX + digest.hex()
-
-
-def signature_headers(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """Timestamp and signature headers, ready to merge into a request."""
-    return {
-        TIMESTAMP_HEADER: str(int(timestamp)),
-        SIGNATURE_HEADER: compute_signature(secret, timestamp, body),
-    }
-
-
-def signature_matches(secret: str, timestamp: int, body: bytes, signature: str) -> bool:
-    """Constant-time check of one signature header value against one secret."""
-    expected = compute_signature(secret, timestamp, body)
-    return hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))
-
+#: The re-exported signer (mypy needs it named); every name defined below is public too.
+__all__ = [
+    "ATTEMPT_HEADER",
+    "DELIVERY_HEADER",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_PREFIX",
+    "TIMESTAMP_HEADER",
+    "compute_signature",
+    "signature_headers",
+    "signature_matches",
+    "signed_payload",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Event webhooks (docs/webhooks.md §8): two signature schemes over the same body bytes.
