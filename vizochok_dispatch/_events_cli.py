@@ -6,9 +6,11 @@ Registered on the main command in ``_cli``; the same settings, exit codes and on
 known tenant ``no event endpoint 'ID' for tenant 'T'``, and every refusal one line on stderr
 with exit 1.
 
-These commands never deliver: a CLI process publishes and exits.  The running service
-delivers what it publishes (the embedded worker's poll finds it; with
-``VIZOCHOK_EVENT_WORKER=procrastinate`` the job is deferred at once).
+These commands never run a worker: a CLI process publishes or re-queues and exits, and the
+running service delivers (``vizochok-dispatch serve`` with its embedded worker, the default,
+whose poll finds the work; with ``VIZOCHOK_EVENT_WORKER=procrastinate`` the job is deferred at
+once and ``vizochok-dispatch worker`` processes take it).  ``events retry`` is the exception:
+it makes its one attempt itself, now, and prints it.
 """
 
 from __future__ import annotations

@@ -24,7 +24,17 @@ pytestmark = pytest.mark.loopback
 
 READY = {"status": "ready", "store": "ok", "migrations": "ok", "event_worker": "ok"}
 #: Every value /readyz may show: words, never an error, host, version or timing.
-WORDS = {"ready", "not_ready", "ok", "unreachable", "behind", "unknown", "stopped", "off"}
+WORDS = {
+    "ready",
+    "not_ready",
+    "ok",
+    "unreachable",
+    "behind",
+    "unknown",
+    "stopped",
+    "external",
+    "off",
+}
 
 
 async def test_healthz_answers_ok_without_a_key(tmp_path: Path):

@@ -60,7 +60,10 @@ def create_admin_app(
     """The admin API.
 
     ``settings`` default to the ``VIZOCHOK_*`` environment.  Without a ``dispatcher`` the
-    lifespan builds one from the settings (and closes it); a production deployment without
+    lifespan builds one from the settings, starts it as ``async with`` would (with
+    ``VIZOCHOK_EVENT_WORKER=embedded``, the default, its worker delivers events while the app
+    serves; ``procrastinate`` only publishes, ``vizochok-dispatch worker`` processes deliver)
+    and closes it on shutdown; a production deployment without
     ``VIZOCHOK_SECRET_KEYS`` raises :class:`~vizochok_dispatch.SettingsError` right here,
     before anything is served.  ``clock`` drives the test-fire and check rate limits and
     ``resolve`` the save-time DNS check; tests inject both.
@@ -73,7 +76,12 @@ def create_admin_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = dispatcher if dispatcher is not None else Dispatcher.from_settings(chosen)
         try:
-            await active.store.open()
+            if dispatcher is None:
+                # Entered like ``async with``: the embedded event worker (the default) and
+                # the call log's writer run while the app serves, and stop with it.
+                await active.__aenter__()
+            else:
+                await active.store.open()  # a borrowed dispatcher's owner starts its worker
             app.state.admin = AdminContext(
                 settings=chosen,
                 dispatcher=active,

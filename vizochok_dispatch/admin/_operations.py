@@ -83,8 +83,10 @@ class Readiness(BaseModel):
     store: Literal["ok", "unreachable"]
     #: The database's schema is at the migration this code needs.
     migrations: Literal["ok", "behind", "unknown"]
-    #: ``off`` when this process does not deliver events.
-    event_worker: Literal["ok", "stopped", "off"]
+    #: ``ok``: this process's embedded worker delivers events; ``stopped``: it should but
+    #: stopped; ``external``: this process publishes to the procrastinate queue and
+    #: ``vizochok-dispatch worker`` processes deliver; ``off``: nothing here delivers.
+    event_worker: Literal["ok", "stopped", "external", "off"]
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -124,9 +126,11 @@ async def check_readiness(dispatcher: Dispatcher) -> Readiness:
             if current != _head():
                 _log.warning("admin.not_ready", check="schema")
                 schema = "behind"
-    worker: Literal["ok", "stopped", "off"] = "off"
+    worker: Literal["ok", "stopped", "external", "off"] = "off"
     if dispatcher.events.worker_started:
         worker = "ok" if dispatcher.events.worker.running else "stopped"
+    elif dispatcher.events.queue_open:
+        worker = "external"
     ready = store == "ok" and schema == "ok" and worker != "stopped"
     return Readiness(
         status="ready" if ready else "not_ready",

@@ -266,6 +266,12 @@ class EventService:
         stopped it): from then on it should be running."""
         return self._worker_started
 
+    @property
+    def queue_open(self) -> bool:
+        """Whether :meth:`start` opened the procrastinate queue: this process publishes
+        (defers jobs) and ``vizochok-dispatch worker`` processes deliver."""
+        return self._queue is not None
+
     def _now(self) -> datetime:
         """Now, in UTC, to the millisecond (what the body's timestamp says)."""
         return datetime.fromtimestamp(math.floor(self._clock.wall() * 1000) / 1000, UTC)
