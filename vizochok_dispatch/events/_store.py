@@ -75,6 +75,7 @@ from ._tables import (
     EventEndpointRow,
     EventRow,
     UtcDateTime,
+    _secret_name,
 )
 from ._values import (
     DeliveryStatus,
@@ -193,11 +194,6 @@ class DeliveryState:
     #: ``False`` while the endpoint is disabled: nothing is claimable, its job has no work
     #: (enabled again, the sweep defers a job for each due delivery).
     enabled: bool = True
-
-
-def _secret_name(tenant_id: str, endpoint_id: str) -> str:
-    # The keyring's associated data: tenant ids are printable, so no id can forge this one.
-    return f"{tenant_id}\nevent_endpoint:{endpoint_id}"
 
 
 class EventStore:

@@ -11,6 +11,7 @@ database's ``now()``), so tests that move time move these too.  SQLite keeps no 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -34,7 +35,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from ..tenants._models import ENCRYPTED_SECRET, Base
+from ..tenants._models import ENCRYPTED_SECRET, SECRET_BINDING, Base
 
 #: Delivery states (``event_deliveries.status``).
 PENDING: Final = "pending"
@@ -67,6 +68,21 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _secret_name(tenant_id: str, endpoint_id: str) -> str:
+    """What an endpoint's secret is bound to (the keyring's associated data), so a secret
+    copied into another row does not decrypt."""
+    # Tenant ids are printable, so no id can forge this one.
+    return f"{tenant_id}\nevent_endpoint:{endpoint_id}"
+
+
+def _row_secret_name(row: Mapping[str, Any]) -> str:
+    return _secret_name(str(row["tenant_id"]), str(row["id"]))
+
+
+#: How ``secrets reencrypt`` (in ``tenants``, which cannot import this) binds these secrets.
+_ENDPOINT_SECRET: Final = {ENCRYPTED_SECRET: True, SECRET_BINDING: _row_secret_name}
+
+
 class EventEndpointRow(Base):
     """Where a tenant receives events: a URL, the types it wants, its secret and scheme."""
 
@@ -81,7 +97,7 @@ class EventEndpointRow(Base):
     #: ``vizochok`` or ``standard-webhooks``.
     signature_scheme: Mapped[str] = mapped_column(String(32))
     #: Encrypted at rest like a webhook secret (``tenants._crypto``), bound to this endpoint.
-    secret: Mapped[str] = mapped_column(Text, info={ENCRYPTED_SECRET: True})
+    secret: Mapped[str] = mapped_column(Text, info=dict(_ENDPOINT_SECRET))
     timeout_seconds: Mapped[float] = mapped_column(Float)
     #: Deliveries go out one at a time, in publish order.
     ordered: Mapped[bool] = mapped_column(Boolean)
@@ -102,7 +118,7 @@ class EventEndpointRow(Base):
     #: A rolled secret that does not sign alone yet (docs/webhooks.md §7, "Rolling a secret"),
     #: encrypted like ``secret``; it signs by itself from ``pending_promotes_at``.
     pending_secret: Mapped[str | None] = mapped_column(
-        Text, nullable=True, info={ENCRYPTED_SECRET: True}
+        Text, nullable=True, info=dict(_ENDPOINT_SECRET)
     )
     pending_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     pending_promotes_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import (
     Column,
@@ -23,6 +24,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 #: of the store read every marked column of every table on :class:`Base`, so a table added by
 #: another subpackage (event endpoints) is checked without this one importing it.
 ENCRYPTED_SECRET: Final = "encrypted_secret"  # noqa: S105 - a marker's name
+#: The ``Column.info`` key beside :data:`ENCRYPTED_SECRET` naming what a secret is bound to
+#: (the keyring's associated data): a function of the row's mapping.  Absent: the row's
+#: ``tenant_id``.  ``secrets reencrypt`` reads it, so it re-encrypts every marked column.
+SECRET_BINDING: Final = "secret_binding"  # noqa: S105 - a marker's name
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -108,6 +113,12 @@ class PanelSessionRow(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+def secret_binding(column: Column[str], row: Mapping[str, Any]) -> str:
+    """What a secret in ``column`` of ``row`` is bound to (see :data:`SECRET_BINDING`)."""
+    bind: Callable[[Mapping[str, Any]], str] | None = column.info.get(SECRET_BINDING)
+    return str(row["tenant_id"]) if bind is None else bind(row)
 
 
 def encrypted_secret_columns() -> list[Column[str]]:

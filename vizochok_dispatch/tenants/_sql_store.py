@@ -27,7 +27,19 @@ from typing import Any, Final, cast
 
 import aiosqlite
 import structlog
-from sqlalchemy import Column, Table, event, func, insert, literal, or_, select, union_all, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Table,
+    event,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -44,7 +56,7 @@ from ._crypto import (
     key_file_kind,
     load_or_create_key_file,
 )
-from ._models import WebhookConfigRow, encrypted_secret_columns
+from ._models import WebhookConfigRow, encrypted_secret_columns, secret_binding
 from ._rotation import DEFAULT_SECRET_OVERLAP_SECONDS, promoted, rolled
 
 _T = cast(Table, WebhookConfigRow.__table__)
@@ -656,7 +668,11 @@ class SqlConfigStore:
         return bool(result.rowcount)
 
     async def reencrypt_secrets(self) -> ReencryptReport:
-        """Re-encrypt every secret that is plaintext or under an older key, with the first key.
+        """Re-encrypt every secret that is plaintext or under an older key, with the first key:
+        every column marked :data:`~._models.ENCRYPTED_SECRET` (webhook configs' current and
+        pending secrets, event endpoints' current and pending secrets), each bound as its
+        table says (:data:`~._models.SECRET_BINDING`).  Counts are rows; an unreadable one is
+        named by its tenant id (a webhook config) or ``tenant/endpoint id``.
 
         Each row is rewritten only if it still holds what was read (compare-and-set), so a
         rotation saved meanwhile is never overwritten.  The plaintext does not change, so
@@ -669,50 +685,61 @@ class SqlConfigStore:
                 f"the config store at {safe_url(self._url)} has no encryption keys: set "
                 "VIZOCHOK_SECRET_KEYS"
             )
-        async with self._guard(), self.engine.connect() as conn:
-            rows = (
-                await conn.execute(select(_T.c.tenant_id, _T.c.secret, _T.c.pending_secret))
-            ).all()
-        reencrypted, unreadable = 0, []
-        for tenant_id, stored, pending in rows:
-            # a rolled secret is kept like the current one; a tenant counts once
-            outcomes = [await self._reencrypt(box, tenant_id, _T.c.secret, stored)]
-            if pending is not None:
-                outcomes.append(await self._reencrypt(box, tenant_id, _T.c.pending_secret, pending))
-            if None in outcomes:
-                unreadable.append(tenant_id)
-            else:
-                reencrypted += int(any(outcomes))
+        total, reencrypted, unreadable = 0, 0, []
+        for table, columns in _by_table(encrypted_secret_columns()).items():
+            keys = list(table.primary_key.columns)
+            async with self._guard(), self.engine.connect() as conn:
+                rows = (await conn.execute(select(table))).all()  # bindings read other columns
+            for row in rows:
+                found: dict[str, Any] = dict(row._mapping)
+                where = [key == found[key.name] for key in keys]
+                # a rolled secret is kept like the current one; a row counts once
+                outcomes = [
+                    await self._reencrypt(box, secret_binding(column, found), column, stored, where)
+                    for column in columns
+                    if (stored := found[column.name]) is not None
+                ]
+                total += 1
+                if None in outcomes:
+                    unreadable.append(_row_label(table, found))
+                else:
+                    reencrypted += int(any(outcomes))
         _log.info(
             "secrets.reencrypted",
-            total=len(rows),
+            total=total,
             reencrypted=reencrypted,
             unreadable=len(unreadable),
             key_id=box.primary_key_id,
         )
         return ReencryptReport(
-            total=len(rows),
+            total=total,
             reencrypted=reencrypted,
-            current=len(rows) - reencrypted - len(unreadable),
+            current=total - reencrypted - len(unreadable),
             unreadable=tuple(unreadable),
         )
 
     async def _reencrypt(
-        self, box: SecretBox, tenant_id: str, column: Column[Any], stored: str
+        self,
+        box: SecretBox,
+        bound_to: str,
+        column: Column[str],
+        stored: str,
+        where: list[ColumnElement[bool]],
     ) -> bool | None:
         """Re-encrypt one stored secret with the first key: whether it was rewritten, or
         ``None`` when it cannot be read.  Compare-and-set: a value changed meanwhile stays."""
         if not box.needs_reencryption(stored):
             return False
         try:
-            plain = box.decrypt(tenant_id, stored)
+            plain = box.decrypt(bound_to, stored)
         except SecretUnreadable:
             return None
+        table = column.table
         async with self._guard(), self.engine.begin() as conn:
             result = await conn.execute(
-                update(_T)
-                .where(_T.c.tenant_id == tenant_id, column == stored)
-                .values({column.name: box.encrypt(tenant_id, plain)})
+                update(table)
+                .where(*where, column == stored)
+                .values({column.name: box.encrypt(bound_to, plain)})
             )
         return bool(result.rowcount)
 
@@ -889,3 +916,19 @@ def _wrong_keys_setting(key_ids: list[str], box: SecretBox, tenants: list[str]) 
         f"(key_id:base64key) to {KEYS_SETTING}: the first key encrypts, every key decrypts. "
         f"{_LOST_KEY_ADVICE}"
     )
+
+
+def _by_table(columns: list[Column[str]]) -> dict[Table, list[Column[str]]]:
+    """The marked columns grouped by their table, in table order."""
+    grouped: dict[Table, list[Column[str]]] = {}
+    for column in columns:
+        grouped.setdefault(column.table, []).append(column)
+    return grouped
+
+
+def _row_label(table: Table, row: dict[str, Any]) -> str:
+    """How ``secrets reencrypt`` names an unreadable row: the tenant id for its webhook
+    config, ``tenant/id`` for a row of another table (an event endpoint)."""
+    if list(table.primary_key.columns) == [table.c.tenant_id]:
+        return str(row["tenant_id"])
+    return f"{row['tenant_id']}/{row['id']}"
