@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from ._exceptions import DispatchError, SchemaNotReady
 from ._version import __version__
+from .events._service import needs_postgres
 from .http._transport import AiohttpTransport
 from .tenants._crypto import KEYS_SETTING, new_key_line
 from .tenants._pages import Page
@@ -373,6 +374,10 @@ def serve(state: _State, host: str, port: int) -> None:
         store = _store(settings, secrets=True)
         try:
             await store.open()
+            if settings.event_worker == "procrastinate" and store.engine.dialect.name != (
+                "postgresql"
+            ):
+                raise needs_postgres()  # docs/webhooks.md §10: refused, not served half-working
         finally:
             await store.close()
 

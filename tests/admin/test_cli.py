@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,6 +218,26 @@ def test_serve_runs_the_admin_app_under_uvicorn(
     assert (ran["host"], ran["port"]) == ("127.0.0.1", 8123)
     assert ran["app"].title == "VIZOCHOK webhook admin API"
     assert "tenants create NAME" in result.stdout and "/docs" in result.stdout
+
+
+def test_serve_refuses_procrastinate_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLI serve: VIZOCHOK_EVENT_WORKER=procrastinate on SQLite is refused in one line naming
+    the setting, exit 1, before anything is served (docs/webhooks.md §10)."""
+    import uvicorn  # noqa: PLC0415 - patched for this test only
+
+    ran: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.append(app))
+    url = f"sqlite+aiosqlite:///{tmp_path / 'dispatch.db'}"
+    runner = CliRunner()
+    env = {**ENV, "VIZOCHOK_EVENT_WORKER": "procrastinate"}
+    assert runner.invoke(main, ["--database-url", url, "db", "upgrade"], env=env).exit_code == 0
+    result = runner.invoke(main, ["--database-url", url, "serve"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "VIZOCHOK_EVENT_WORKER" in result.stderr and "PostgreSQL" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert ran == []
 
 
 class _Shop(BaseHTTPRequestHandler):

@@ -185,10 +185,10 @@ class EventService:
         on a database other than PostgreSQL."""
         if self._store is None or self._worker is None:
             if self._mode == "procrastinate":
-                raise _needs_postgres()
+                raise needs_postgres()
             return
         if self._mode == "procrastinate" and self._store.dialect != "postgresql":
-            raise _needs_postgres()
+            raise needs_postgres()
         await self._store.open()
         if self._mode == "embedded":
             self._worker.start()
@@ -1025,7 +1025,9 @@ def _test_report(
     )
 
 
-def _needs_postgres() -> InvalidConfig:
+def needs_postgres() -> InvalidConfig:
+    """The refusal of ``VIZOCHOK_EVENT_WORKER=procrastinate`` on a database that is not
+    PostgreSQL (``serve`` says it before serving, :meth:`EventService.start` on start)."""
     return InvalidConfig(
         [
             FieldError(
