@@ -119,6 +119,31 @@ async def test_a_test_the_receiver_refuses_names_the_signature(
 
 
 @pytest.mark.parametrize(
+    ("status", "code", "hint"),
+    [
+        (400, "signature_mismatch", "your receiver rejected the signature: is it using this "),
+        (422, "verification_failed", "your receiver rejected the signature: is it using this "),
+        (401, "timestamp_expired", "the receiver's clock is ahead of VIZOCHOK's"),
+        (401, "missing_header", "a signature header did not reach the receiver"),
+    ],
+)
+async def test_a_refusal_code_gives_its_own_hint_whatever_the_status(
+    admin: Admin, router: respx.Router, status: int, code: str, hint: str
+) -> None:
+    """Test route: the receiver's refusal code names the fix (the secret after a rotation, the
+    clock, a proxy), not a guess from the status."""
+    key_a, _, endpoint_id = await _tenants(admin)
+    router.post(HOOK).mock(return_value=httpx.Response(status, json={"error": code}))
+    response = await admin.client.post(
+        _test(endpoint_id), headers=bearer(key_a), json={"event_type": "order.created"}
+    )
+    report = response.json()
+    assert (response.status_code, report["ok"], report["status"]) == (200, False, status)
+    assert report["hint"].startswith(hint), report["hint"]
+    assert f"the receiver answered {code}" in report["problems"]
+
+
+@pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"event_type": "order.shipped"}, "is not an event type; known: order.created, "),

@@ -129,7 +129,39 @@ def test_problems(
     code = refusal_code(response)
     if code is not None:
         problems.append(f"the receiver answered {code}")
+        # The receiver's own reason beats a guess from the status (a 401 may be a clock).
+        hint = _refusal_hint(code, scheme) or hint
     return problems, hint
+
+
+def _signature_hint(scheme: str) -> str:
+    return (
+        "your receiver rejected the signature: is it using this endpoint's current secret "
+        f"(the {scheme} scheme; after a rotation, the new one or both), and verifying the raw "
+        "body bytes as received?"
+    )
+
+
+def _refusal_hint(code: str, scheme: str) -> str | None:
+    """The fix for a receiver kit's refusal code (Python, Node and Go kits share them)."""
+    if code in ("signature_mismatch", "verification_failed"):
+        return _signature_hint(scheme)
+    if code == "timestamp_expired":
+        return (
+            "the receiver's clock is ahead of VIZOCHOK's by more than its tolerance "
+            "(300 s by default): synchronise it (NTP)"
+        )
+    if code == "timestamp_in_future":
+        return (
+            "the receiver's clock is behind VIZOCHOK's by more than its tolerance "
+            "(300 s by default): synchronise it (NTP)"
+        )
+    if code in ("missing_header", "malformed_header"):
+        return (
+            "a signature header did not reach the receiver as sent: a proxy in front of it "
+            f"may drop or rewrite them (the {scheme} scheme's headers)"
+        )
+    return None
 
 
 def _connect_hint(reason: str) -> str:
@@ -150,10 +182,7 @@ def _connect_hint(reason: str) -> str:
 
 def _status_hint(status: int | None, location: str | None, scheme: str) -> str:
     if status in (401, 403):
-        return (
-            "your receiver rejected the signature: is it using this endpoint's current secret "
-            f"(the {scheme} scheme), and verifying the raw body bytes as received?"
-        )
+        return _signature_hint(scheme)
     if status == 410:
         return (
             "your endpoint answered 410 Gone: a real delivery would disable this endpoint "
