@@ -1,7 +1,9 @@
 """docs/webhooks.md: its examples, schemas and tables agree with each other and with the package.
 
 Every ```json block in the page is labelled ``<!-- example: NAME [label] -->`` or
-``<!-- schema: NAME -->``; NAME is a file ``docs/schemas/NAME.schema.json``. Each example
+``<!-- schema: NAME -->``; NAME is a file ``docs/schemas/NAME.schema.json``.  The admin API's
+shapes in §7 are labelled ``<!-- admin: MODEL -->``, MODEL a schema of the admin app's OpenAPI
+(``tests/docs/test_admin_shapes.py`` checks them). Each example
 must validate against its schema, be what the dispatcher sends (requests) and be read by the
 dispatcher without a single problem (replies), and be accepted and reproduced by the receiver
 kit. Counter-examples that break a schema rule must be refused by the package as well.
@@ -37,7 +39,7 @@ DOC = REPO_ROOT / "docs" / "webhooks.md"
 SCHEMAS = REPO_ROOT / "docs" / "schemas"
 
 _LABELLED = re.compile(
-    r"<!-- (?P<kind>example|schema): (?P<name>[a-z-]+)(?: (?P<label>[a-z-]+))? -->\n"
+    r"<!-- (?P<kind>example|schema|admin): (?P<name>[A-Za-z-]+)(?: (?P<label>[a-z-]+))? -->\n"
     r"```json\n(?P<text>.*?)\n```",
     re.DOTALL,
 )
@@ -107,7 +109,7 @@ SCHEMA_BLOCKS = _blocks("schema")
 def test_every_json_block_is_labelled() -> None:
     """Each ```json block on the page is an example or a schema the tests below check."""
     unlabelled = len(re.findall(r"^```json$", _doc(), re.MULTILINE))
-    assert unlabelled == len(EXAMPLES) + len(SCHEMA_BLOCKS)
+    assert unlabelled == len(EXAMPLES) + len(SCHEMA_BLOCKS) + len(_blocks("admin"))
     assert len(EXAMPLES) >= 10
 
 
