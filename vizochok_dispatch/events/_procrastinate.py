@@ -241,6 +241,27 @@ class ProcrastinateQueue:
                 error=str(exc),
             )
 
+    async def enqueue_ids(
+        self,
+        endpoint_id: str,
+        delivery_ids: Sequence[str],
+        *,
+        ordered: bool,
+        at: datetime | None = None,
+    ) -> None:
+        """Defer, in one batch, a ``deliver`` job per delivery of one endpoint (a recovery's
+        batch, a retried delivery's next attempt at ``at``).  Never raises: the sweep finds
+        what is not deferred (it is committed already)."""
+        try:
+            await self._defer(((i, endpoint_id, ordered) for i in delivery_ids), at=at)
+        except Exception as exc:  # the sweep defers them later
+            _log.warning(
+                "event_queue.defer_failed",
+                deliveries=len(delivery_ids),
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+
     async def _defer(
         self, targets: Iterable[tuple[str, str, bool]], *, at: datetime | None = None
     ) -> None:

@@ -883,7 +883,14 @@ class EventService:
             delivery_id=delivery_id,
             attempt=claim.attempt,
         )
-        return await store.delivery(tenant_id, delivery_id)
+        after = await store.delivery(tenant_id, delivery_id)
+        later = None if after is None or after.status != "pending" else after.next_attempt_at
+        if self._queue is not None and later is not None:
+            # procrastinate: the next attempt's job now, not when the sweep finds it overdue
+            await self._queue.enqueue_ids(
+                endpoint.id, [delivery_id], ordered=endpoint.ordered, at=later
+            )
+        return after
 
     async def recover(
         self,
@@ -902,7 +909,10 @@ class EventService:
         At most ``limit`` (1 to 10,000) a call, in transactions of 500 (no long locks); the
         report says how many and whether more are left (``more``: call again with the same
         range).  The worker takes them round robin with other endpoints' deliveries, within
-        the endpoint's in-flight cap, so a recovery starves no one.  Test deliveries are not
+        the endpoint's in-flight cap, so a recovery starves no one.  With
+        ``VIZOCHOK_EVENT_WORKER=procrastinate`` each batch's jobs are deferred as it commits
+        (one batch insert), so workers start at once; the sweep remains the safety net for a
+        defer that fails.  Test deliveries are not
         recovered.  ``None``: no such endpoint of the tenant; ``"endpoint_disabled"``: enable
         it first.  Raises :class:`InvalidCall` naming ``since``, ``until`` or ``limit``.
         """
@@ -922,6 +932,13 @@ class EventService:
             return None
         if not endpoint.enabled:
             return "endpoint_disabled"
+        queue = self._queue
+
+        async def defer(ids: list[str]) -> None:
+            # procrastinate: each batch's jobs at once (the 5 s sweep stays the safety net)
+            if queue is not None:
+                await queue.enqueue_ids(endpoint_id, ids, ordered=endpoint.ordered)
+
         recovered, more = await store.recover(
             tenant_id,
             endpoint_id,
@@ -929,6 +946,7 @@ class EventService:
             until=None if until is None else until.astimezone(UTC),
             now=now,
             limit=limit,
+            on_batch=defer if queue is not None else None,
         )
         if recovered:
             worker.wake()

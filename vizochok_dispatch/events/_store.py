@@ -33,7 +33,7 @@ The delivery state machine's storage half (Svix's model):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -1130,11 +1130,13 @@ class EventStore:
         now: datetime,
         limit: int,
         batch_size: int = BATCH_SIZE,
+        on_batch: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> tuple[int, bool]:
         """Make the endpoint's failed deliveries published in ``[since, until)`` (``None``:
         no end) pending and due now (a manual attempt), at most ``limit``, in transactions
         of ``batch_size``: ``(re-queued, more failed ones left in the range)``.  Test
-        deliveries are left."""
+        deliveries are left.  ``on_batch`` gets each committed batch's delivery ids (the
+        procrastinate queue defers their jobs)."""
         in_range = [
             _D.c.endpoint_id == endpoint_id,
             _D.c.tenant_id == tenant_id,
@@ -1173,6 +1175,8 @@ class EventStore:
                     )
                 )
                 recovered += result.rowcount
+            if on_batch is not None:
+                await on_batch(ids)
             await asyncio.sleep(0)  # between batches, let the process's other work run
         async with self._reading() as conn:
             more = (await conn.execute(select(_D.c.id).where(*in_range).limit(1))).first()
