@@ -217,8 +217,11 @@ async def test_pool_stays_healthy_after_many_cancelled_attempts(loopback_dispatc
         await reply.send(200, PRODUCTS)
 
     async with serve(slowish) as server:
+        # t1 (the calm calls) has a generous timeout: what is proved is that every call on
+        # the pool the storm cut short succeeds, not how fast 100 calls share 20 connections
+        # on a loaded machine.
         d = await loopback_dispatcher(
-            products_url=server.url("/p?ms=0"), timeout_seconds=0.2, max_connections=20
+            products_url=server.url("/p?ms=0"), timeout_seconds=10.0, max_connections=20
         )
         for tenant, timeout in (("fast", 0.1), ("mid", 0.2), ("slow", 0.3)):
             await d.store.save_config(
@@ -234,7 +237,7 @@ async def test_pool_stays_healthy_after_many_cancelled_attempts(loopback_dispatc
         assert {r.failure for r in storm} <= {None, "timeout"}
         assert any(r.failure == "timeout" for r in storm)
         calm = await asyncio.gather(
-            *(d.check_products("t1", skus=["a"], store_id="s", deadline=5) for _ in range(100))
+            *(d.check_products("t1", skus=["a"], store_id="s", deadline=30) for _ in range(100))
         )
     assert [r.failure for r in calm] == [None] * 100
     assert all(r.available and r.available[0].sku == "a" for r in calm)

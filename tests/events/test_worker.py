@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -172,37 +172,36 @@ async def test_an_endpoint_has_at_most_its_cap_in_flight(
     await settled(d, {"delivered"})
 
 
-async def _latencies(d: Dispatcher, server: LoopbackServer, count: int) -> list[float]:
-    taken = []
+async def _deliver_one_by_one(d: Dispatcher, server: LoopbackServer, count: int) -> None:
+    """Publish ``count`` chat events to B, each only once the one before arrived."""
     for _ in range(count):
         wanted = len(_at(server, "/fast")) + 1
-        started = time.perf_counter()
         await d.events.publish(TENANT, "chat.session.created", data=example("chat.session.created"))
         await wait_for(lambda: len(_at(server, "/fast")) >= wanted)  # noqa: B023 - awaited here
-        taken.append(time.perf_counter() - started)
-    return taken
 
 
 async def test_a_hanging_endpoint_does_not_slow_another(
     make: MakeDispatcher, gate: tuple[LoopbackServer, Gate]
 ) -> None:
-    """Fairness: while endpoint A hangs with a backlog, B's latency stays within 2x of B alone."""
-    server, _ = gate
+    """Fairness: while endpoint A hangs with a backlog, B's events are delivered one after
+    another, every one of them before any of A's held attempts ends."""
+    server, handler = gate
     # Without the cap A would take all 8 slots; without leaving A out of the claim, its
-    # backlog (due first) would fill every claim's candidates and B would wait behind it.
+    # backlog (due first) would fill every claim's candidates and B would wait behind it,
+    # i.e. until A's attempts end (its 30 s timeout, or the gate): what is checked, no clock.
     d = await make(event_max_in_flight_per_endpoint=4, event_worker_concurrency=8)
-    await d.events.create_endpoint(TENANT, url=server.url("/hold"), event_types=["order.*"])
+    held = await d.events.create_endpoint(
+        TENANT, url=server.url("/hold"), event_types=["order.*"], timeout_seconds=30
+    )
     await d.events.create_endpoint(TENANT, url=server.url("/fast"), event_types=["chat.*"])
-    await _latencies(d, server, 3)  # warm: connections, statements
-    alone = statistics.median(await _latencies(d, server, 9))
     for _ in range(40):
         await d.events.publish(TENANT, "order.created", data=example())
     await wait_for(lambda: len(_at(server, "/hold")) == 4)
-    beside = statistics.median(await _latencies(d, server, 9))
-    assert len(_at(server, "/hold")) == 4
-    assert beside <= 2 * alone, (
-        f"B alone {alone * 1000:.1f} ms, beside a hanging A {beside * 1000:.1f} ms"
-    )
+    await _deliver_one_by_one(d, server, 9)
+    assert (len(_at(server, "/hold")), handler.current["/hold"]) == (4, 4), "A still held"
+    assert len(_at(server, "/fast")) == 9
+    of_a = [dl for dl in await d.events.deliveries(TENANT) if dl.endpoint_id == held.id]
+    assert [dl.status for dl in of_a] == ["pending"] * 40, "A's attempts all still held"
 
 
 async def test_an_ordered_endpoint_gets_publish_order_one_at_a_time(
@@ -435,25 +434,23 @@ async def test_a_worker_killed_mid_attempt_loses_nothing(
     env.pop("VIZOCHOK_SECRET_KEYS", None)
     if not database_url.startswith("sqlite"):
         env["VIZOCHOK_SECRET_KEYS"] = KEYS
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CRASHING_WORKER,
-        database_url,
-        server.url("/hold"),
+    # A plain Popen, waited for in a thread: its own waitpid is the only one.  With
+    # asyncio.create_subprocess_exec, 3.11's child-watcher thread and Popen.poll() (from the
+    # transport's kill/close) both reap the child, and the loser reads returncode 255
+    # ("Unknown child process pid").
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 - our own script; waited for in a thread
+        [sys.executable, "-c", CRASHING_WORKER, database_url, server.url("/hold")],
         cwd=REPO,
         env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         await wait_for(lambda: len(server.received) == 1, seconds=30)
         process.send_signal(signal.SIGKILL)
     finally:
-        if process.returncode is None:
-            process.kill()
-        async with asyncio.timeout(10):
-            await process.wait()
+        process.kill()  # no-op once it is dead (Popen knows; nothing else reaps it)
+        await asyncio.to_thread(process.wait, 10)
     assert process.returncode == -signal.SIGKILL
     row = await _delivery_row(database_url)
     assert row["status"] == "pending" and row["claim_token"] is not None, "killed holding the lease"
