@@ -8,6 +8,7 @@ field added to, renamed in or dropped from the API fails here until §7 shows it
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,16 @@ def test_admin_shape_is_the_apis(block: Block, openapi: dict[str, Any]) -> None:
     required = set(schemas[block.name].get("required", ()))
     # an answer's fields are all required, so it must show every one; a request its required
     assert required <= set(document) <= fields
+
+
+def test_section_7_lists_every_tenant_route(openapi: dict[str, Any]) -> None:
+    """Each /api/v1/admin operation of the OpenAPI appears in §7 as `METHOD /path`."""
+    section = re.sub(r"\{[^}]*\}", "{}", _section(7))
+    missing = [
+        f"{method.upper()} {path}"
+        for path, methods in openapi["paths"].items()
+        if path.startswith("/api/v1/admin/")
+        for method in methods
+        if f"`{method.upper()} {re.sub(r'{[^}]*}', '{}', path)}`" not in section
+    ]
+    assert missing == []
