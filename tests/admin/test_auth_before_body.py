@@ -49,9 +49,9 @@ BROKEN_BODIES = [
         JSON,
         "secret",
     ),
-    ("test-huge-int", "POST", TEST_FIRE, f'{{"skus": [{HUGE}]}}', JSON, "skus.0"),
+    ("test-huge-int", "POST", TEST_FIRE, f'{{"skus": [{HUGE}]}}', JSON, "skus[0]"),
     ("test-bad-utf8", "POST", TEST_FIRE, b'{"store_id": "\xed\xa0\x80"}', JSON, "store_id"),
-    ("test-escaped-surrogate", "POST", TEST_FIRE, b'{"skus": ["\\ud800"]}', JSON, "skus.0"),
+    ("test-escaped-surrogate", "POST", TEST_FIRE, b'{"skus": ["\\ud800"]}', JSON, "skus[0]"),
     ("test-bad-utf8-key", "POST", TEST_FIRE, b'{"\xff": 1}', JSON, "body"),
     ("test-bad-json", "POST", TEST_FIRE, b"[1,", JSON, "body"),
 ]

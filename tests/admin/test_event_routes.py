@@ -96,6 +96,16 @@ async def test_creation_follows_the_endpoint_rules(admin: Admin) -> None:
     assert (await admin.client.get(ENDPOINTS, headers=bearer(key))).json() == {"endpoints": []}
 
 
+async def test_a_list_entry_is_named_with_its_index_in_brackets(admin: Admin) -> None:
+    """Field paths: a list entry is event_types[1] whether the shape or the rule refuses it."""
+    key = await _key(admin, "shop-a")
+    response = await admin.client.post(
+        ENDPOINTS, headers=bearer(key), json={"url": HOOK, "event_types": ["order.*", 5]}
+    )
+    assert response.status_code == 422, response.text
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["event_types[1]"]
+
+
 async def test_patch_changes_fields_and_status(admin: Admin) -> None:
     """PATCH event-endpoints/{id}: only what is sent changes; enabled false/true sets the status."""
     key = await _key(admin, "shop-a")

@@ -204,7 +204,7 @@ async def test_test_fire_before_any_config_is_409(admin: Admin) -> None:
         ({"webhook": "orders"}, "webhook"),
         ({"skus": []}, "skus"),
         ({"skus": ["a"] * 21}, "skus"),
-        ({"skus": [""]}, "skus.0"),
+        ({"skus": [""]}, "skus[0]"),
         ({"store_id": 5}, "store_id"),
         ({"url": "https://elsewhere.example"}, "url"),
     ],

@@ -109,22 +109,29 @@ def validation_fields(errors: Sequence[Mapping[str, Any]]) -> list[FieldError]:
     for error in errors:
         kind = str(error.get("type", ""))
         # a query or path parameter is named as itself: limit, not query.limit
-        location = [
-            _field_name(part)
-            for part in error.get("loc", ())
-            if part not in {"body", "query", "path"}
-        ]
+        location = [part for part in error.get("loc", ()) if part not in {"body", "query", "path"}]
         if kind == "json_invalid":
             reason = (error.get("ctx") or {}).get("error")
             text = f"is not valid JSON: {reason}" if reason else "is not valid JSON"
             fields.append(FieldError("body", text))
             continue
         if not location or kind in {"model_type", "model_attributes_type", "dict_type"}:
-            name = ".".join(location) or "body"
+            name = _path(location) or "body"
             fields.append(FieldError(name, _message(kind, error, top=not location)))
             continue
-        fields.append(FieldError(".".join(location), _message(kind, error, top=False)))
+        fields.append(FieldError(_path(location), _message(kind, error, top=False)))
     return fields
+
+
+def _path(location: Sequence[object]) -> str:
+    """A field's path as the API names it everywhere: ``event_types[1]``, ``a.b``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{_field_name(part)}" if path else _field_name(part)
+    return path
 
 
 def _field_name(part: object) -> str:
