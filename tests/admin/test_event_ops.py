@@ -102,6 +102,24 @@ async def test_the_test_route_sends_a_signed_example_and_reports_it(
     assert delivery is not None and delivery.test
 
 
+async def test_a_test_delivery_reads_back_through_the_delivery_log(
+    admin: Admin, router: respx.Router
+) -> None:
+    """Delivery log: a test delivery's detail answers 200 with its attempt's trigger "test"."""
+    key_a, _, endpoint_id = await _tenants(admin)
+    router.post(HOOK).mock(return_value=httpx.Response(204))
+    report = (
+        await admin.client.post(
+            _test(endpoint_id), headers=bearer(key_a), json={"event_type": "order.created"}
+        )
+    ).json()
+    response = await admin.client.get(
+        f"{ADMIN}/deliveries/{report['delivery_id']}", headers=bearer(key_a)
+    )
+    assert response.status_code == 200, response.text
+    assert [a["trigger"] for a in response.json()["attempts"]] == ["test"]
+
+
 async def test_a_test_the_receiver_refuses_names_the_signature(
     admin: Admin, router: respx.Router
 ) -> None:

@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from .._exceptions import FieldError, InvalidCall
 from ..events._catalog import EVENT_TYPES
 from ..events._operations import MAX_RECOVERED
-from ..events._values import EndpointTestReport, EventAttempt, EventDelivery
+from ..events._values import EndpointTestReport, EventAttempt, EventDelivery, Trigger
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
 from ._errors import ApiError, invalid
 from ._routes import errors_for
@@ -71,7 +71,7 @@ class EventAttemptPublic(BaseModel):
     )
     reason: str | None = Field(description="for connect_error: what kind, in words")
     attempted_at: datetime
-    trigger: Literal["scheduled", "manual", "test"] = Field(
+    trigger: Trigger = Field(
         description="scheduled (the worker), manual (a retry or recovery) or test"
     )
     response: str | None = Field(description="the answer's first 4 KiB, as text")

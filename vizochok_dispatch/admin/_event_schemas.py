@@ -20,6 +20,7 @@ from ..events._service import (
     MAX_TIMEOUT_SECONDS,
     MIN_TIMEOUT_SECONDS,
 )
+from ..events._values import Trigger
 from ..tenants._config import MAX_SECRET_CHARS, MAX_URL_CHARS
 from ._schemas import _REQUEST, _optional, _without_default
 
@@ -212,7 +213,10 @@ class DeliveryAttemptPublic(BaseModel):
     )
     reason: str | None = Field(description="for connect_error: what failed, in words")
     attempted_at: datetime
-    trigger: Literal["scheduled", "manual"]
+    trigger: Trigger = Field(
+        description="scheduled (the worker), manual (a retry or recovery) or test (an "
+        "endpoint test)"
+    )
     response_body: str | None = Field(
         description="the answer's first 4096 bytes as text (invalid UTF-8 replaced); null "
         "when no answer came"
