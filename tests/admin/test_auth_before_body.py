@@ -9,6 +9,7 @@ from .support import ROTATE, TEST_FIRE, WEBHOOKS, Admin, bearer
 
 HUGE = "9" * 5000
 JSON = "application/json"
+EVENT_ENDPOINTS = "/api/v1/admin/event-endpoints"
 
 # (id, method, path, raw body, content type, the field a valid key's 422 names; None: a 415)
 BROKEN_BODIES = [
@@ -155,3 +156,31 @@ async def test_every_route_checks_the_key_before_the_body(admin: Admin) -> None:
             method, path, headers={"Content-Type": JSON}, content=b'{"x": ' + HUGE.encode() + b"}"
         )
         assert (response.content, sorted(response.headers.multi_items())) == expected, path
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", ROTATE, b'{"secret": "\xff\xfe-tenant-own-secret-0123456789"}', "secret"),
+        ("POST", TEST_FIRE, b'{"skus": ["\xff\xfe"]}', "skus[0]"),
+        (
+            "POST",
+            EVENT_ENDPOINTS,
+            b'{"url": "https://shop.example/h", "event_types": ["*"], "description": "\xff\xfe"}',
+            "description",
+        ),
+    ],
+    ids=["rotate", "test-fire", "event-endpoints"],
+)
+async def test_bytes_that_are_not_utf8_are_said_to_be_so(
+    admin: Admin, method: str, path: str, body: bytes, field: str
+) -> None:
+    """Bad UTF-8: a field holding bytes that are not UTF-8 must be 'valid UTF-8 text', by name
+    (no talk of lone surrogates, the decoder's inside)."""
+    issued, _ = await admin.configured("shop-a")
+    headers = {**bearer(issued.key), "Content-Type": JSON}
+    response = await admin.client.request(method, path, headers=headers, content=body)
+    assert response.status_code == 422, response.text
+    messages = {entry["field"]: entry["message"] for entry in response.json()["error"]["fields"]}
+    assert messages[field] == "must be valid UTF-8 text", messages
+    assert "surrogate" not in response.text

@@ -110,3 +110,40 @@ async def test_no_key_is_the_one_401(admin: Admin) -> None:
     response = await admin.client.get(CALLS, params={"webhook": "orders"})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("path", [CALLS, "/api/v1/admin/deliveries"])
+@pytest.mark.parametrize(
+    ("params", "field", "message"),
+    [
+        (
+            {"since": "2026-12-01"},
+            "since",
+            "must be an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z",
+        ),
+        (
+            {"until": "2026-12-01T10:00:00"},
+            "until",
+            "must be an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z",
+        ),
+        ({"limit": "0"}, "limit", None),
+    ],
+)
+async def test_a_read_with_bad_filters_says_what_is_accepted(
+    admin: Admin, path: str, params: dict[str, str], field: str, message: str | None
+) -> None:
+    """Log reads: a bad filter is a 422 naming it and what it accepts; a read saves nothing, so
+    its message does not say 'nothing was saved'."""
+    key, _ = await admin.configured("shop-a")
+    response = await admin.client.get(path, headers=bearer(key.key), params=params)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["message"] == "the request has invalid fields"
+    assert [f["field"] for f in error["fields"]] == [field]
+    if message is not None:
+        assert error["fields"][0]["message"] == message
+    assert (
+        await admin.client.get(
+            path, headers=bearer(key.key), params={"since": "2026-12-01T00:00:00Z"}
+        )
+    ).status_code == 200

@@ -6,11 +6,11 @@ filters.  Filters and pages are the delivery log's: newest first, an opaque ``ne
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from .._exceptions import InvalidCall
 from ..tenants._pages import CURSOR_FIELD
@@ -37,10 +37,10 @@ async def list_calls(  # noqa: PLR0917 - one parameter per filter
     ] = None,
     delivery_id: Annotated[str | None, Query(description="one call's X-VIZOCHOK-Delivery")] = None,
     since: Annotated[
-        datetime | None, Query(description="ended at or after (RFC 3339, with a zone)")
+        AwareDatetime | None, Query(description="ended at or after (RFC 3339, with a zone)")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="ended before (RFC 3339, with a zone)")
+        AwareDatetime | None, Query(description="ended before (RFC 3339, with a zone)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="calls per page")] = DEFAULT_PAGE,
     cursor: Annotated[

@@ -8,6 +8,7 @@ authentication failure gets the very same 401 (:data:`UNAUTHORIZED_BODY`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Final
@@ -84,11 +85,27 @@ def unauthorized() -> ApiError:
     return ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, headers=UNAUTHORIZED_HEADERS)
 
 
+#: The 422's message; a write's adds ``; nothing was saved`` (:func:`said_for`).
+INVALID_MESSAGE: Final = "the request has invalid fields"
+_READS: Final = frozenset({"GET", "HEAD"})
+#: Pydantic's errors for a time that is not an aware RFC 3339 one (a date alone included).
+_TIME_ERRORS: Final = frozenset(
+    {"timezone_aware", "datetime_type", "datetime_parsing", "datetime_from_date_parsing"}
+)
+
+
 def invalid(fields: Sequence[FieldError]) -> ApiError:
     """A 422 listing every broken field."""
-    return ApiError(
-        422, "validation_error", "the request has invalid fields; nothing was saved", fields=fields
-    )
+    return ApiError(422, "validation_error", f"{INVALID_MESSAGE}; nothing was saved", fields=fields)
+
+
+def said_for(request: Request, error: ApiError) -> ApiError:
+    """``error`` in the words that fit the request: a read's 422 saves nothing to begin with."""
+    if error.code == "validation_error" and request.method in _READS:
+        return ApiError(
+            error.status, error.code, INVALID_MESSAGE, fields=error.fields, headers=error.headers
+        )
+    return error
 
 
 def invalid_argument(exc: InvalidCall) -> ApiError:
@@ -149,7 +166,7 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
         "extra_forbidden": "is not a known field",
         "missing": "is required",
         "string_type": "must be a string",
-        "string_unicode": "must be valid UTF-8 text (no lone surrogates)",
+        "string_unicode": "must be valid UTF-8 text",
         "float_type": "must be a number",
         "int_type": "must be an integer",
         "bool_type": "must be true or false",
@@ -159,6 +176,8 @@ def _message(kind: str, error: Mapping[str, Any], *, top: bool) -> str:
         "too_short": "has too few items",
         "too_long": "has too many items",
     }
+    if kind in _TIME_ERRORS:
+        return "must be an RFC 3339 time with a time zone, e.g. 2026-12-01T00:00:00Z"
     if kind in known:
         limit = (error.get("ctx") or {}).get("max_length") or (error.get("ctx") or {}).get(
             "min_length"
@@ -209,9 +228,9 @@ def install_error_handlers(app: FastAPI, *, more_field_errors: MoreFieldErrors =
     the shape, so one answer lists every broken field.
     """
 
-    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
-        return error_response(exc)
+        return error_response(said_for(request, exc))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
@@ -224,13 +243,13 @@ def install_error_handlers(app: FastAPI, *, more_field_errors: MoreFieldErrors =
                 ApiError(415, "unsupported_media_type", "send the body as application/json")
             )
         fields = validation_fields(exc.errors())
-        refused = {field.field.split(".", 1)[0] for field in fields}
+        refused = {re.split(r"[.\[]", field.field, maxsplit=1)[0] for field in fields}
         fields += await more_field_errors(request, exc.body, refused)
-        return error_response(invalid(fields))
+        return error_response(said_for(request, invalid(fields)))
 
-    async def on_invalid_config(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_invalid_config(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, InvalidConfig)  # noqa: S101 - registered for it only
-        return error_response(invalid(exc.errors))
+        return error_response(said_for(request, invalid(exc.errors)))
 
     async def on_store_error(request: Request, exc: Exception) -> JSONResponse:
         _log.error("admin.store_error", path=request.url.path, error=str(exc))

@@ -7,11 +7,11 @@ delivery is answered exactly as one that does not exist (404), so an id tells no
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 import structlog
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import AwareDatetime
 
 from .._exceptions import InvalidCall, NoPendingSecret
 from ..contract._json import dumps
@@ -254,10 +254,10 @@ async def list_deliveries(  # noqa: PLR0917 - one parameter per filter
     status: Annotated[DeliveryStatusName | None, Query()] = None,
     event_id: Annotated[str | None, Query(description="one event's deliveries")] = None,
     since: Annotated[
-        datetime | None, Query(description="created at or after (RFC 3339, with a zone)")
+        AwareDatetime | None, Query(description="created at or after (RFC 3339, with a zone)")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="created before (RFC 3339, with a zone)")
+        AwareDatetime | None, Query(description="created before (RFC 3339, with a zone)")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="deliveries per page")] = (
         DEFAULT_PAGE

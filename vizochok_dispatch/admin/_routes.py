@@ -57,7 +57,7 @@ _ERROR_TEXT: Final = {
     "secret is pending",
     413: "request body over VIZOCHOK_ADMIN_MAX_BODY_BYTES (16 KiB by default)",
     415: "a body that is not application/json",
-    422: "invalid fields, every one listed in error.fields; nothing was saved",
+    422: "invalid fields, every one listed in error.fields (a write saves nothing)",
     429: "too many test-fires (or checks) for this tenant; Retry-After says when to try again",
     500: "an unexpected error on our side; the body says nothing more",
     503: "the configuration store is unavailable; retry",

@@ -32,9 +32,7 @@ def _utf8_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise PydanticCustomError(
-            "string_unicode", "must be valid UTF-8 text (no lone surrogates)"
-        ) from None
+        raise PydanticCustomError("string_unicode", "must be valid UTF-8 text") from None
     return value
 
 
