@@ -33,6 +33,7 @@ TYPES = (
     "product.added",
     "product.updated",
     "analytics.daily",
+    "endpoint.disabled",
 )
 
 
@@ -40,8 +41,8 @@ def _example(name: str) -> dict[str, Any]:
     return EVENT_TYPES[name].example
 
 
-def test_the_catalog_holds_the_ten_types_in_order():
-    """EVENT_TYPES names the ten event types, each entry under its own name."""
+def test_the_catalog_holds_the_eleven_types_in_order():
+    """EVENT_TYPES names the ten seed event types and endpoint.disabled, each under its name."""
     assert tuple(EVENT_TYPES) == TYPES
     assert all(entry.name == name for name, entry in EVENT_TYPES.items())
     assert all(entry.description for entry in EVENT_TYPES.values())

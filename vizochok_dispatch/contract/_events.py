@@ -372,6 +372,28 @@ class AnalyticsDaily(BaseModel):
     revenue: Money = Field(description="The subtotal of the day's orders, cancelled ones excluded.")
 
 
+class EndpointDisabledNotice(BaseModel):
+    """endpoint.disabled: delivery disabled one of the tenant's event endpoints (sent to its
+    other endpoints, never to the disabled one; only when the platform turns it on)."""
+
+    model_config = _DATA
+
+    endpoint_id: str = Field(
+        strict=True, min_length=1, max_length=64, description="The disabled endpoint's id."
+    )
+    url: str = Field(
+        strict=True, min_length=1, max_length=2048, description="The disabled endpoint's URL."
+    )
+    cause: Literal["gone", "failing_too_long", "too_many_failures"] = Field(
+        description="gone: it answered 410; failing_too_long or too_many_failures: auto-disable."
+    )
+    reason: str = Field(
+        strict=True, max_length=1024, description="The reason the endpoint keeps, in words."
+    )
+    failed_deliveries: Count = Field(description="Deliveries that had failed in a row.")
+    disabled_at: Timestamp = Field(description="When it was disabled.")
+
+
 #: Each event type's ``data`` model, in the order the docs list them.
 DATA_MODELS: Final[dict[str, type[BaseModel]]] = {
     "order.created": OrderCreated,
@@ -384,6 +406,7 @@ DATA_MODELS: Final[dict[str, type[BaseModel]]] = {
     "product.added": ProductAdded,
     "product.updated": ProductUpdated,
     "analytics.daily": AnalyticsDaily,
+    "endpoint.disabled": EndpointDisabledNotice,
 }
 
 
@@ -508,6 +531,13 @@ class AnalyticsDailyEvent(_Envelope):
     data: AnalyticsDaily
 
 
+class EndpointDisabledNoticeEvent(_Envelope):
+    """An endpoint.disabled request body."""
+
+    event: Literal["endpoint.disabled"]
+    data: EndpointDisabledNotice
+
+
 class UnknownEvent(_Envelope):
     """A request body of a type this version does not know (a newer platform may add types):
     ``data`` as plain JSON values."""
@@ -528,6 +558,7 @@ Event = (
     | ProductAddedEvent
     | ProductUpdatedEvent
     | AnalyticsDailyEvent
+    | EndpointDisabledNoticeEvent
 )
 
 #: Each event type's request body model, in the docs' order.
@@ -542,6 +573,7 @@ EVENT_MODELS: Final[dict[str, type[Event]]] = {
     "product.added": ProductAddedEvent,
     "product.updated": ProductUpdatedEvent,
     "analytics.daily": AnalyticsDailyEvent,
+    "endpoint.disabled": EndpointDisabledNoticeEvent,
 }
 
 

@@ -201,6 +201,18 @@ _EXAMPLES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
             "revenue": Decimal("58210.50"),
         },
     ),
+    "endpoint.disabled": (
+        "Delivery disabled another of your event endpoints (it answered 410, or kept failing);"
+        " sent only where the platform turns this notice on.",
+        {
+            "endpoint_id": "ep_01kazz9a2b5c8d1e4f7g0h3j6k",
+            "url": "https://shop.example/hooks/orders",
+            "cause": "too_many_failures",
+            "reason": "100 deliveries in a row failed",
+            "failed_deliveries": 100,
+            "disabled_at": "2026-01-20T08:00:00.000Z",
+        },
+    ),
 }
 
 

@@ -10,6 +10,7 @@ call raises :class:`InvalidCall` saying so.
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +62,7 @@ from ._schedule import RandomSource, RetrySchedule
 from ._store import IN_FLIGHT, Claim, EventStore, Settlement
 from ._values import (
     DrainReport,
+    EndpointDisabled,
     EndpointTestReport,
     EventDelivery,
     EventEndpoint,
@@ -74,6 +76,8 @@ if TYPE_CHECKING:
     from ._procrastinate import ProcrastinateQueue
 
 #: An attempt's time limit, in seconds: the default and the bounds.
+#: The platform event announcing that delivery disabled an endpoint (``event_disabled_notice``).
+DISABLED_EVENT: Final = "endpoint.disabled"
 DEFAULT_TIMEOUT_SECONDS: Final = 15.0
 MIN_TIMEOUT_SECONDS: Final = 1.0
 MAX_TIMEOUT_SECONDS: Final = 30.0
@@ -130,6 +134,7 @@ class EventService:
         auto_disable: AutoDisable | None = None,
         retention: Retention | None = None,
         on_disabled: DisabledHook | None = None,
+        disabled_notice: bool = False,
     ) -> None:
         if (problem := overlap_problem(secret_overlap_seconds)) is not None:
             raise InvalidCall(f"secret_overlap_seconds {problem}")
@@ -161,7 +166,7 @@ class EventService:
                 rand=rand,
                 metrics=metrics,
                 tracing=tracing,
-                on_disabled=on_disabled,
+                on_disabled=self._notifying(on_disabled) if disabled_notice else on_disabled,
             )
             self._worker = Worker(
                 store=self._store,
@@ -174,6 +179,41 @@ class EventService:
                 purge=self.purge_expired,
                 purge_interval_seconds=PURGE_INTERVAL_SECONDS,
             )
+
+    def _notifying(self, operator: DisabledHook | None) -> DisabledHook:
+        """The disable hook that also publishes ``endpoint.disabled`` (docs/webhooks.md §10),
+        then calls the operator's ``on_event_endpoint_disabled``."""
+
+        async def hook(disabled: EndpointDisabled) -> None:
+            try:
+                # Fans out to the tenant's enabled endpoints only: never the disabled one.
+                await self.publish(
+                    disabled.tenant_id,
+                    DISABLED_EVENT,
+                    data={
+                        "endpoint_id": disabled.endpoint_id,
+                        "url": disabled.url,
+                        "cause": disabled.cause,
+                        "reason": disabled.reason[:1024],
+                        "failed_deliveries": disabled.failed_deliveries,
+                        "disabled_at": disabled.disabled_at,
+                    },
+                    # one notice per disabling, even if the hook runs twice around a crash
+                    idempotency_key=f"{DISABLED_EVENT}:{disabled.endpoint_id}:"
+                    f"{disabled.disabled_at.timestamp():.3f}",
+                )
+            except Exception as exc:  # the notice must not stop deliveries or the hook
+                _log.warning(
+                    "event_endpoint.disabled_notice_failed",
+                    endpoint_id=disabled.endpoint_id,
+                    error_type=type(exc).__name__,
+                )
+            if operator is not None:
+                outcome = operator(disabled)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        return hook
 
     # -- lifecycle ---------------------------------------------------------------------------
 

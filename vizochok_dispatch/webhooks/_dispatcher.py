@@ -200,6 +200,7 @@ class Dispatcher:
                 failed_seconds=self.settings.event_retain_failed,
             ),
             on_disabled=on_event_endpoint_disabled,
+            disabled_notice=self.settings.event_disabled_notice,
         )
         if metrics is not None:
             cache = self.store

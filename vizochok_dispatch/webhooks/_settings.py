@@ -169,6 +169,10 @@ class DispatchSettings(BaseSettings):
     event_disable_after_failures: int = Field(
         default=DEFAULT_DISABLE_AFTER_FAILURES, ge=0, le=10_000_000
     )
+    #: When delivery disables an endpoint, also publish an ``endpoint.disabled`` event to the
+    #: tenant's other endpoints subscribed to it (never to the disabled one, which takes
+    #: nothing while disabled). Off by default: the log event and the operator hook always run.
+    event_disabled_notice: bool = False
     #: Retention: delivered deliveries, their attempts, and events left with no delivery are
     #: purged this long after they settled (``30d``; from 1 day to 10 years).
     event_retain_delivered: float = DEFAULT_RETAIN_DELIVERED_SECONDS
