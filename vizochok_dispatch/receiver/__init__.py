@@ -1,6 +1,7 @@
 """The receiver kit: what a tenant needs to verify and serve VIZOCHOK's webhooks.
 
-``verify_request`` works in any framework (it needs the headers and the raw body), and so
+``verify_request`` works in any framework (it needs the headers and the raw body), as does
+``verify_standard_webhook`` for an event endpoint on the ``standard-webhooks`` scheme, and so
 does ``parse_event``, which reads a verified event request into its typed model.
 ``create_receiver_app`` / ``receiver_routes`` build the endpoints on Starlette around async
 callbacks (``on_event`` for event webhooks, each event id handled once); they are loaded on
@@ -67,6 +68,7 @@ from ._models import (
     Product,
     ProductsQuery,
 )
+from ._standard import verify_standard_webhook
 from ._verify import DEFAULT_TOLERANCE_SECONDS, VerifiedRequest, verify_request
 
 if TYPE_CHECKING:
@@ -176,4 +178,5 @@ __all__ = [
     "parse_event",
     "receiver_routes",
     "verify_request",
+    "verify_standard_webhook",
 ]

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..contract import _json
 from ..contract._events import Event, UnknownEvent
-from ..contract._signing import DELIVERY_HEADER
+from ..contract._signing import DELIVERY_HEADER, WEBHOOK_SIGNATURE_HEADER
 from . import _parse
 from ._errors import VerificationError
 from ._events import parse_event
@@ -49,6 +49,7 @@ from ._models import (
     cart_items_body,
     products_body,
 )
+from ._standard import verify_standard_webhook
 from ._verify import (
     DEFAULT_TOLERANCE_SECONDS,
     VerifiedRequest,
@@ -187,7 +188,9 @@ class _Receiver:
 
         async def handle() -> Response:
             body = await self._read_body(request)
-            verified = self._verify(request, body)
+            # An endpoint on the standard-webhooks scheme signs with webhook-* headers.
+            standard = WEBHOOK_SIGNATURE_HEADER in request.headers
+            verified = self._verify(request, body, standard=standard)
             event = _event_of(body, verified)
             return await self._event_once(request, on_event, event, body)
 
@@ -251,7 +254,7 @@ class _Receiver:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _verify(self, request: Request, body: bytes) -> VerifiedRequest:
+    def _verify(self, request: Request, body: bytes, *, standard: bool = False) -> VerifiedRequest:
         try:
             secrets = normalise_secrets(self.secret() if callable(self.secret) else self.secret)
         except Exception as exc:
@@ -263,7 +266,8 @@ class _Receiver:
                 500, "receiver_misconfigured", "the receiver has no usable secret"
             ) from None
         try:
-            verified = verify_request(
+            verify = verify_standard_webhook if standard else verify_request
+            verified = verify(
                 request.headers, body, secrets, tolerance=self.tolerance, now=self.clock()
             )
         except VerificationError as exc:

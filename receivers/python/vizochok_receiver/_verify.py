@@ -70,13 +70,7 @@ def verify_request(
     so a tenant can roll its secret without downtime.  ``now`` defaults to the wall clock.
     Header names are matched case-insensitively; a signing header sent twice is refused.
     """
-    if not isinstance(body, bytes | bytearray | memoryview):
-        raise TypeError("body must be the raw request bytes, not a parsed or decoded value")
-    candidates = normalise_secrets(secret)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
-        raise TypeError("tolerance must be a number of seconds")
-    if not math.isfinite(tolerance) or tolerance < 0:
-        raise ValueError("tolerance must be a finite number of seconds, at least 0")
+    candidates = checked_arguments(body, secret, tolerance)
 
     raw_timestamp = _single_header(headers, TIMESTAMP_HEADER)
     raw_signature = _single_header(headers, SIGNATURE_HEADER)
@@ -94,12 +88,7 @@ def verify_request(
         )
 
     timestamp = int(raw_timestamp)
-    current = time.time() if now is None else now
-    skew = current - timestamp
-    if skew > tolerance:
-        raise TimestampExpired(timestamp=timestamp, now=current, tolerance=tolerance)
-    if -skew > tolerance:
-        raise TimestampInFuture(timestamp=timestamp, now=current, tolerance=tolerance)
+    check_window(timestamp, tolerance, now)
 
     payload = bytes(body)
     # Every secret is checked, matched or not, so timing does not tell which one matched.
@@ -114,6 +103,28 @@ def verify_request(
         delivery_id=_single_header(headers, DELIVERY_HEADER, strict=False),
         attempt=int(raw_attempt) if raw_attempt and _TIMESTAMP.fullmatch(raw_attempt) else None,
     )
+
+
+def checked_arguments(body: object, secret: Secrets, tolerance: object) -> tuple[str, ...]:
+    """The secrets to try, once the caller's arguments are checked (misuse raises)."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError("body must be the raw request bytes, not a parsed or decoded value")
+    candidates = normalise_secrets(secret)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
+        raise TypeError("tolerance must be a number of seconds")
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise ValueError("tolerance must be a finite number of seconds, at least 0")
+    return candidates
+
+
+def check_window(timestamp: int, tolerance: float, now: float | None) -> None:
+    """Refuse a signed time more than ``tolerance`` seconds from ``now`` (the wall clock)."""
+    current = time.time() if now is None else now
+    skew = current - timestamp
+    if skew > tolerance:
+        raise TimestampExpired(timestamp=timestamp, now=current, tolerance=tolerance)
+    if -skew > tolerance:
+        raise TimestampInFuture(timestamp=timestamp, now=current, tolerance=tolerance)
 
 
 def normalise_secrets(secret: Secrets) -> tuple[str, ...]:
