@@ -158,6 +158,31 @@ class Settled:
     disabled: EndpointDisabled | None = None
 
 
+#: What a claim reads: the delivery, its event and its endpoint (``EventStore._claim``).
+_CLAIM_ROW: Final = (
+    select(
+        _D.c.id,
+        _D.c.attempts,
+        _D.c.event_id,
+        _D.c.endpoint_id,
+        _D.c.tenant_id,
+        _V.c.event_type,
+        _V.c.body,
+        _E.c.url,
+        _E.c.secret,
+        _E.c.pending_secret,
+        _E.c.pending_promotes_at,
+        _E.c.signature_scheme,
+        _E.c.timeout_seconds,
+        _E.c.enabled,
+        _E.c.ordered,
+        _D.c.trigger,
+        _D.c.test,
+    )
+    .join(_V, _V.c.id == _D.c.event_id)
+    .join(_E, _E.c.id == _D.c.endpoint_id)
+)
+
 #: Why a delivery could not be taken for a retry (``EventStore.claim_for_retry``).
 NOT_FOUND: Final = "not_found"
 IN_FLIGHT: Final = "in_flight"
@@ -838,102 +863,95 @@ class EventStore:
                     .returning(_D.c.id)
                 )
                 claimed.extend(result.scalars())
-        return await self._claims(claimed, token)
+            # read in the same transaction: one connection and commit a fill, not two
+            rows = (
+                (await conn.execute(_CLAIM_ROW.where(_D.c.id.in_(claimed)))).all()
+                if claimed
+                else []
+            )
+        claims = [self._claim(row, token) for row in rows]
+        order = {delivery_id: index for index, delivery_id in enumerate(claimed)}
+        return sorted(claims, key=lambda claim: order[claim.delivery_id])
 
     async def claim_one(self, delivery_id: str, *, now: datetime, token: str) -> Claim | None:
         """Lease one delivery by id if it is due and free (an ordered endpoint's only at its
-        head); ``None`` otherwise."""
+        head); ``None`` otherwise.
+
+        One transaction of two statements (a job queue's hot path): read what the attempt
+        needs, then lease the delivery if it is still claimable.  The delivery's own fields
+        that another worker may have changed in between (its attempts, trigger) are taken
+        from the lease's ``RETURNING``, not from the read.
+        """
         async with self._writing() as conn:
-            timeout = (
-                await conn.execute(
-                    select(_E.c.timeout_seconds)
-                    .join(_D, _D.c.endpoint_id == _E.c.id)
-                    .where(_D.c.id == delivery_id, _E.c.enabled.is_(True))
-                )
-            ).scalar_one_or_none()
-            if timeout is None:  # no such delivery, or its endpoint is disabled
+            row = (
+                await conn.execute(_CLAIM_ROW.where(_D.c.id == delivery_id, _E.c.enabled.is_(True)))
+            ).first()
+            if row is None:  # no such delivery, or its endpoint is disabled
                 return None
-            result = await conn.execute(
-                update(_D)
-                .where(_D.c.id == delivery_id, *_claimable(now), *_not_blocked([]))
-                .values(
-                    claimed_until=now + timedelta(seconds=float(timeout) + LEASE_GRACE_SECONDS),
-                    claim_token=token,
-                    updated_at=now,
+            lease = now + timedelta(seconds=float(row.timeout_seconds) + LEASE_GRACE_SECONDS)
+            leased = (
+                await conn.execute(
+                    update(_D)
+                    .where(_D.c.id == delivery_id, *_claimable(now), *_not_blocked([]))
+                    .values(claimed_until=lease, claim_token=token, updated_at=now)
+                    .returning(_D.c.attempts, _D.c.trigger, _D.c.test)
                 )
-                .returning(_D.c.id)
+            ).first()
+        if leased is None:
+            return None
+        return self._claim(row, token, leased)
+
+    def _claim(
+        self,
+        row: Any,  # noqa: ANN401 - a row of _CLAIM_ROW
+        token: str,
+        leased: Any = None,  # noqa: ANN401 - the lease's RETURNING row
+    ) -> Claim:
+        """A :class:`Claim` from a row of :data:`_CLAIM_ROW`, the delivery's attempts, trigger
+        and test taken from ``leased`` when given; an unreadable secret is logged and left
+        ``None``."""
+        pending: str | None = None
+        try:
+            secret: str | None = self._unseal(row.tenant_id, row.endpoint_id, row.secret)
+            if row.pending_secret is not None:
+                pending = self._unseal(row.tenant_id, row.endpoint_id, row.pending_secret)
+        except SecretUnreadable as exc:
+            _log.error(
+                "event.secret_unreadable",
+                delivery_id=row.id,
+                endpoint_id=row.endpoint_id,
+                error=str(exc),
             )
-            claimed = list(result.scalars())
-        found = await self._claims(claimed, token)
-        return found[0] if found else None
+            secret = None
+        delivery = row if leased is None else leased
+        return Claim(
+            delivery_id=row.id,
+            token=token,
+            attempt=int(delivery.attempts) + 1,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            body=bytes(row.body),
+            tenant_id=row.tenant_id,
+            endpoint_id=row.endpoint_id,
+            url=row.url,
+            secret=secret,
+            pending_secret=pending,
+            pending_promotes_at=row.pending_promotes_at,
+            signature_scheme=row.signature_scheme,
+            timeout_seconds=float(row.timeout_seconds),
+            enabled=bool(row.enabled),
+            ordered=bool(row.ordered),
+            trigger=delivery.trigger or SCHEDULED,
+            test=bool(delivery.test),
+        )
 
     async def _claims(self, ids: list[str], token: str) -> list[Claim]:
+        """The claims of leased deliveries ``ids``, read in a transaction of their own."""
         if not ids:
             return []
         async with self._reading() as conn:
-            rows = await conn.execute(
-                select(
-                    _D.c.id,
-                    _D.c.attempts,
-                    _D.c.event_id,
-                    _D.c.endpoint_id,
-                    _D.c.tenant_id,
-                    _V.c.event_type,
-                    _V.c.body,
-                    _E.c.url,
-                    _E.c.secret,
-                    _E.c.pending_secret,
-                    _E.c.pending_promotes_at,
-                    _E.c.signature_scheme,
-                    _E.c.timeout_seconds,
-                    _E.c.enabled,
-                    _E.c.ordered,
-                    _D.c.trigger,
-                    _D.c.test,
-                )
-                .join(_V, _V.c.id == _D.c.event_id)
-                .join(_E, _E.c.id == _D.c.endpoint_id)
-                .where(_D.c.id.in_(ids))
-            )
-            claims = []
-            for row in rows:
-                pending: str | None = None
-                try:
-                    secret: str | None = self._unseal(row.tenant_id, row.endpoint_id, row.secret)
-                    if row.pending_secret is not None:
-                        pending = self._unseal(row.tenant_id, row.endpoint_id, row.pending_secret)
-                except SecretUnreadable as exc:
-                    _log.error(
-                        "event.secret_unreadable",
-                        delivery_id=row.id,
-                        endpoint_id=row.endpoint_id,
-                        error=str(exc),
-                    )
-                    secret = None
-                claims.append(
-                    Claim(
-                        delivery_id=row.id,
-                        token=token,
-                        attempt=int(row.attempts) + 1,
-                        event_id=row.event_id,
-                        event_type=row.event_type,
-                        body=bytes(row.body),
-                        tenant_id=row.tenant_id,
-                        endpoint_id=row.endpoint_id,
-                        url=row.url,
-                        secret=secret,
-                        pending_secret=pending,
-                        pending_promotes_at=row.pending_promotes_at,
-                        signature_scheme=row.signature_scheme,
-                        timeout_seconds=float(row.timeout_seconds),
-                        enabled=bool(row.enabled),
-                        ordered=bool(row.ordered),
-                        trigger=row.trigger or SCHEDULED,
-                        test=bool(row.test),
-                    )
-                )
-        order = {delivery_id: index for index, delivery_id in enumerate(ids)}
-        return sorted(claims, key=lambda claim: order[claim.delivery_id])
+            rows = (await conn.execute(_CLAIM_ROW.where(_D.c.id.in_(ids)))).all()
+        return [self._claim(row, token) for row in rows]
 
     async def next_due(self, *, saturated: Sequence[str]) -> datetime | None:
         """When the next delivery this worker could claim falls due (a lease running out

@@ -18,6 +18,7 @@ import re
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -156,11 +157,14 @@ def create_engine_for(
     unbounded: migrations, which may wait for another process's migration lock.  In-memory
     SQLite shares one connection.
 
+    PostgreSQL connections are pinged on checkout only when idle for
+    :data:`PING_IDLE_SECONDS` or more (:func:`_ping_when_idle`), not every time.
+
     Raises :class:`StoreError` for a URL :func:`database_url_problem` refuses.
     """
     parsed = checked_database_url(url)
     backend = parsed.get_backend_name()
-    options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
+    options: dict[str, Any] = {}
     if backend == "sqlite":
         busy = _SQLITE_UNBOUNDED_BUSY_SECONDS if statement_timeout is None else statement_timeout
         options["connect_args"] = {"timeout": busy, "async_creator_fn": _connect_aiosqlite}
@@ -174,10 +178,51 @@ def create_engine_for(
                 "command_timeout": statement_timeout,
             }
     engine = create_async_engine(url, **options)
+    if backend != "sqlite":
+        _ping_when_idle(engine)
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
         busy_ms = int(options["connect_args"]["timeout"] * 1000)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=busy_ms))
     return engine
+
+
+#: A pooled connection used this recently is not pinged on checkout (``_ping_when_idle``).
+PING_IDLE_SECONDS: Final = 1.0
+_LAST_USED: Final = "vizochok_last_used"
+#: The clock of those idle spells (a test replaces it).
+_monotonic: Callable[[], float] = time.monotonic
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled connection on checkout only when it sat idle :data:`PING_IDLE_SECONDS`
+    or more.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout, and asyncpg's ping is three round
+    trips (begin, ``;``, rollback): more than the work of a short transaction such as an event
+    claim.  What the ping guards against, a connection that died while it sat in the pool (a
+    server restart, a proxy's idle cut), is caught the same way after an idle spell; a
+    connection that dies within a second of its last use fails its next statement instead,
+    which SQLAlchemy sees as a disconnect and invalidates the pool with (the caller gets a
+    :class:`StoreError` once; every event path tries again).  A ping that fails for another
+    reason (a stalled server's timeout) raises, as ``pool_pre_ping``'s does.
+    """
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+
+    def used(_connection: Any, record: Any) -> None:  # noqa: ANN401 - a pool event's
+        record.info[_LAST_USED] = _monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:  # noqa: ANN401
+        last = record.info.get(_LAST_USED)
+        if last is not None and _monotonic() - last < PING_IDLE_SECONDS:
+            return
+        if not dialect._do_ping_w_event(dbapi_connection):  # pre-ping's own test
+            raise DisconnectionError("the pooled connection is gone")
+        record.info[_LAST_USED] = _monotonic()
+
+    event.listen(sync_engine, "connect", used)
+    event.listen(sync_engine, "checkin", used)
+    event.listen(sync_engine, "checkout", checkout)
 
 
 async def _connect_aiosqlite(*args: Any, **kwargs: Any) -> aiosqlite.Connection:  # noqa: ANN401 - the dialect's connect arguments
