@@ -977,7 +977,7 @@ class EventStore:
         """Where the deliveries ``ids`` stand (unknown ids are left out), in no order."""
         if not ids:
             return []
-        head = _D.alias("head")
+        head = _HEAD
         head_id = (
             select(head.c.id)
             .where(head.c.endpoint_id == _D.c.endpoint_id, head.c.status == PENDING)
@@ -1475,15 +1475,22 @@ def _claimable(now: datetime) -> list[Any]:
     ]
 
 
+#: The clause of :func:`_not_blocked` that never changes, built once: an alias's columns cost
+#: more CPU to set up than a claim's round trip (a profile of the procrastinate worker).
+_HEAD: Final = _D.alias("head")
+_NOT_BEHIND: Final = or_(
+    _D.c.sequence.is_(None),
+    ~exists().where(
+        _HEAD.c.endpoint_id == _D.c.endpoint_id,
+        _HEAD.c.status == PENDING,
+        _HEAD.c.sequence < _D.c.sequence,
+    ),
+)
+
+
 def _not_blocked(saturated: Sequence[str]) -> list[Any]:
     """Not behind an earlier pending delivery of its ordered endpoint, nor ``saturated``."""
-    head = _D.alias("head")
-    behind = exists().where(
-        head.c.endpoint_id == _D.c.endpoint_id,
-        head.c.status == PENDING,
-        head.c.sequence < _D.c.sequence,
-    )
-    conditions: list[Any] = [or_(_D.c.sequence.is_(None), ~behind)]
+    conditions: list[Any] = [_NOT_BEHIND]
     if saturated:
         conditions.append(_D.c.endpoint_id.not_in(list(saturated)))
     return conditions
