@@ -25,7 +25,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.support.loopback import LoopbackServer, Received, Reply, serve
 from vizochok_dispatch import Dispatcher, EventDelivery, InvalidConfig
 from vizochok_dispatch._cli import main
-from vizochok_dispatch.events._procrastinate import DELIVER_TASK, SCHEMA, slot_lock
+from vizochok_dispatch.events._procrastinate import (
+    _LAST_RETURNED,
+    DELIVER_TASK,
+    SCHEMA,
+    _check_when_idle,
+    _returned,
+    slot_lock,
+)
+from vizochok_dispatch.tenants._sql_store import PING_IDLE_SECONDS
 
 from .support import KEYS, LOOPBACK_NETWORKS, example, settings_for, wait_for
 
@@ -473,3 +481,30 @@ def test_an_endpoints_jobs_share_its_cap_in_lock_slots() -> None:
     assert slot_lock("ep_1", "dlv_a", ordered=False, per_endpoint=4) == slot_lock(
         "ep_1", "dlv_a", ordered=False, per_endpoint=4
     )
+
+
+class _CountingConnection:
+    """Enough of a psycopg connection for the pool's check: counts the pings it gets."""
+
+    autocommit = True
+
+    def __init__(self) -> None:
+        self.pings = 0
+
+    async def execute(self, query: str) -> None:
+        assert query == ""
+        self.pings += 1
+
+
+async def test_the_queue_pool_pings_a_connection_only_after_it_sat_idle() -> None:
+    """Queue pool check: a connection given back moments ago is not pinged; an idle one is."""
+    conn = _CountingConnection()
+    check: Any = _check_when_idle
+    await check(conn)
+    assert conn.pings == 1, "never given back: pinged"
+    await _returned(conn)  # type: ignore[arg-type]
+    await check(conn)
+    assert conn.pings == 1, "given back just now: straight to work"
+    _LAST_RETURNED[conn] -= PING_IDLE_SECONDS * 2  # type: ignore[index]
+    await check(conn)
+    assert conn.pings == 2, "idle past PING_IDLE_SECONDS: pinged"

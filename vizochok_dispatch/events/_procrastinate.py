@@ -45,6 +45,8 @@ finds nothing to claim.
 
 from __future__ import annotations
 
+import time
+import weakref
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -60,7 +62,7 @@ from sqlalchemy.engine import URL
 
 from .._exceptions import SchemaNotReady, StoreError
 from ..http._attempt import Clock
-from ..tenants._sql_store import safe_url
+from ..tenants._sql_store import PING_IDLE_SECONDS, safe_url
 from ._store import LEASE_GRACE_SECONDS, DeliveryState, EventStore, Settlement
 from ._tables import PENDING
 from ._values import EventDelivery
@@ -101,6 +103,28 @@ class _Later(Exception):
     def __init__(self, at: datetime) -> None:
         super().__init__(f"again at {at.isoformat()}")
         self.at = at
+
+
+#: When each pooled connection was last given back (``_returned``).
+_LAST_RETURNED: Final[weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _returned(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's ``reset`` callback: note when ``conn`` went back idle."""
+    _LAST_RETURNED[conn] = time.monotonic()
+
+
+async def _check_when_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's ``check`` callback: ping a connection idle for ``PING_IDLE_SECONDS`` or
+    more (one that died idle is replaced), not one given back moments ago: a ping per
+    checkout was a round trip on each of a job's fetch, finish and defer (the store's
+    engine does the same, ``tenants._sql_store._ping_when_idle``)."""
+    last = _LAST_RETURNED.get(conn)
+    if last is not None and time.monotonic() - last < PING_IDLE_SECONDS:
+        return
+    await psycopg_pool.AsyncConnectionPool.check_connection(conn)
 
 
 def connection_kwargs(url: URL, *, connect_timeout: float) -> dict[str, Any]:
@@ -187,7 +211,8 @@ class ProcrastinateQueue:
             max_size=POOL_SIZE,
             timeout=self._connect_timeout,
             open=False,
-            check=psycopg_pool.AsyncConnectionPool.check_connection,
+            check=_check_when_idle,
+            reset=_returned,
         )
         try:
             await pool.open(wait=True, timeout=self._connect_timeout)
