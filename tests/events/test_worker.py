@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text
@@ -93,6 +94,31 @@ async def test_the_embedded_worker_delivers_without_being_asked(
     ev = await d.events.publish(TENANT, "order.created", data=example())
     await wait_for(lambda: len(server.received) == 1)
     assert server.received[0].headers["x-vizochok-delivery"] == ev.id
+    await settled(d, {"delivered"})
+
+
+async def test_a_publish_hands_its_deliveries_to_the_worker_by_id(
+    make: MakeDispatcher, gate: tuple[LoopbackServer, Gate], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hand-off: what this process publishes is leased by id, not found by the due query."""
+    server, _ = gate
+    d = await make(event_poll_seconds=30)  # idle: only the publish wakes it
+    store = d.events._store
+    assert store is not None
+    for path in ("/a", "/b", "/c"):
+        await d.events.create_endpoint(TENANT, url=server.url(path), event_types=["order.*"])
+    by_query: list[str] = []
+    claim_due = store.claim_due
+
+    async def spying(**options: Any) -> list[Claim]:
+        claims = await claim_due(**options)
+        by_query.extend(claim.delivery_id for claim in claims)
+        return claims
+
+    monkeypatch.setattr(store, "claim_due", spying)
+    await d.events.publish(TENANT, "order.created", data=example())
+    await wait_for(lambda: len(server.received) == 3)
+    assert by_query == []
     await settled(d, {"delivered"})
 
 

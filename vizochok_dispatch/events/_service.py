@@ -723,7 +723,7 @@ class EventService:
             if self._queue is not None:
                 await self._queue.enqueue(published.deliveries)
             else:
-                worker.wake()
+                worker.offer(published.deliveries)
         _log.info(
             "event.published",
             tenant_id=tenant_id,

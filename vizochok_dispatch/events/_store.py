@@ -875,31 +875,49 @@ class EventStore:
 
     async def claim_one(self, delivery_id: str, *, now: datetime, token: str) -> Claim | None:
         """Lease one delivery by id if it is due and free (an ordered endpoint's only at its
-        head); ``None`` otherwise.
+        head); ``None`` otherwise (:meth:`claim_ids` of one id)."""
+        found = await self.claim_ids([delivery_id], now=now, token=token)
+        return found[0] if found else None
 
-        One transaction of two statements (a job queue's hot path): read what the attempt
-        needs, then lease the delivery if it is still claimable.  The delivery's own fields
-        that another worker may have changed in between (its attempts, trigger) are taken
-        from the lease's ``RETURNING``, not from the read.
+    async def claim_ids(self, ids: Sequence[str], *, now: datetime, token: str) -> list[Claim]:
+        """Lease the deliveries ``ids`` that are due and free (an ordered endpoint's only at
+        its head) and whose endpoint is enabled; the claims, in the order of ``ids``.
+
+        One transaction (a job queue's hot path, and a publish handing its deliveries to the
+        worker in its process): read what the attempts need, then lease what is still
+        claimable.  The delivery's own fields that another worker may have changed in between
+        (its attempts, trigger, test) are taken from the lease's ``RETURNING``, not the read.
         """
+        if not ids:
+            return []
         async with self._writing() as conn:
-            row = (
-                await conn.execute(_CLAIM_ROW.where(_D.c.id == delivery_id, _E.c.enabled.is_(True)))
-            ).first()
-            if row is None:  # no such delivery, or its endpoint is disabled
-                return None
-            lease = now + timedelta(seconds=float(row.timeout_seconds) + LEASE_GRACE_SECONDS)
-            leased = (
-                await conn.execute(
-                    update(_D)
-                    .where(_D.c.id == delivery_id, *_claimable(now), *_not_blocked([]))
-                    .values(claimed_until=lease, claim_token=token, updated_at=now)
-                    .returning(_D.c.attempts, _D.c.trigger, _D.c.test)
+            rows = {
+                row.id: row
+                for row in await conn.execute(
+                    _CLAIM_ROW.where(_D.c.id.in_(list(ids)), _E.c.enabled.is_(True))
                 )
-            ).first()
-        if leased is None:
-            return None
-        return self._claim(row, token, leased)
+            }
+            leases: dict[float, list[str]] = {}
+            for row in rows.values():
+                leases.setdefault(float(row.timeout_seconds), []).append(row.id)
+            leased: dict[str, Any] = {}
+            for timeout, batch in leases.items():
+                result = await conn.execute(
+                    update(_D)
+                    .where(_D.c.id.in_(batch), *_claimable(now), *_not_blocked([]))
+                    .values(
+                        claimed_until=now + timedelta(seconds=timeout + LEASE_GRACE_SECONDS),
+                        claim_token=token,
+                        updated_at=now,
+                    )
+                    .returning(_D.c.id, _D.c.attempts, _D.c.trigger, _D.c.test)
+                )
+                leased.update((row.id, row) for row in result)
+        return [
+            self._claim(rows[delivery_id], token, leased[delivery_id])
+            for delivery_id in dict.fromkeys(ids)
+            if delivery_id in leased
+        ]
 
     def _claim(
         self,

@@ -8,11 +8,14 @@ deliveries with a lease and runs their attempts as tasks:
   so an endpoint that hangs holds its own slots only; claims go round robin across endpoints,
   and endpoints already at their cap are left out of the claim, so another endpoint's delivery
   waits for a free slot at most, never behind a hanging endpoint's backlog.
-- **Wake-up**: ``publish`` in this process wakes the worker at once (an ``asyncio.Event``); a
-  finished attempt too (a slot is free).  Otherwise it waits until the next delivery falls
-  due (a retry's time, a lease running out), polling every ``poll_seconds`` at the longest for
-  what other processes publish.  Those waits are real time; the injected clock says what is
-  due.
+- **Wake-up**: ``publish`` in this process hands its deliveries to the worker (``offer``) and
+  wakes it at once (an ``asyncio.Event``): the worker leases them by id, within its caps,
+  before it looks for anything else due, so an idle worker's attempt starts one transaction
+  after the publish, not two.  What it does not take (caps full, not claimable) waits for the
+  usual claim.  A finished attempt wakes it too (a slot is free).  Otherwise it waits until
+  the next delivery falls due (a retry's time, a lease running out), polling every
+  ``poll_seconds`` at the longest for what other processes publish.  Those waits are real
+  time; the injected clock says what is due.
 - **Crashes**: a lease outlives the attempt's own time limit by a few seconds; a process that
   dies mid-attempt leaves the lease to run out, and the delivery is due again (same delivery,
   same event id, same attempt number).  Stopping (``stop``) waits for attempts that are
@@ -32,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -43,6 +46,7 @@ from .._exceptions import StoreError
 from ..http._attempt import Clock, Sleep
 from ._delivery import EventDeliverer, new_token
 from ._store import Claim, EventStore
+from ._values import EventDelivery
 
 #: Claim rounds one fill may make (each leaves out the endpoints the last one filled).
 _MAX_ROUNDS: Final = 8
@@ -98,6 +102,8 @@ class Worker:
         self._busy: Counter[str] = Counter()
         self._fill_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        #: Deliveries just published in this process, not yet looked at (``offer``).
+        self._offered: list[EventDelivery] = []
         self._loop: asyncio.Task[None] | None = None
         self._stats = _Stats()
 
@@ -117,6 +123,13 @@ class Worker:
 
     def wake(self) -> None:
         """Something may be due now (a publish in this process)."""
+        self._wake.set()
+
+    def offer(self, deliveries: Sequence[EventDelivery]) -> None:
+        """Deliveries this process just published (committed): lease them by id at the next
+        fill, and wake the worker.  Only when it runs (``drain`` claims as usual)."""
+        if self.running:
+            self._offered.extend(deliveries)
         self._wake.set()
 
     def start(self) -> None:
@@ -160,6 +173,7 @@ class Worker:
         """Claim what is due, up to the free capacity, and start the attempts; how many."""
         started = 0
         async with self._fill_lock:
+            started += await self._take_offered()
             for _ in range(_MAX_ROUNDS):
                 free = self._concurrency - len(self._running)
                 if free <= 0:
@@ -177,6 +191,28 @@ class Worker:
                 if not claims:
                     break
         return started
+
+    async def _take_offered(self) -> int:
+        """Lease the offered deliveries that fit the free capacity and their endpoint's cap
+        (the lease itself refuses what is not due, held, or behind its ordered endpoint's
+        head); how many started.  The rest are claimed as usual."""
+        offered, self._offered = self._offered, []
+        free = self._concurrency - len(self._running)
+        taking: list[str] = []
+        room: Counter[str] = Counter()
+        for delivery in offered:
+            endpoint = delivery.endpoint_id
+            if len(taking) >= free:
+                break
+            if self._busy[endpoint] + room[endpoint] < self._per_endpoint:
+                taking.append(delivery.id)
+                room[endpoint] += 1
+        if not taking:
+            return 0
+        claims = await self._store.claim_ids(taking, now=self._now(), token=new_token())
+        for claim in claims:
+            self._start(claim)
+        return len(claims)
 
     def _start(self, claim: Claim) -> None:
         running = _Running(claim)
