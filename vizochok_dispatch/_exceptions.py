@@ -42,11 +42,14 @@ class FieldError:
 
 
 class InvalidConfig(DispatchError, ValueError):
-    """A webhook configuration was refused; nothing was stored."""
+    """A configuration was refused (a webhook's, an event endpoint's, or a setting's);
+    nothing was stored.  ``what`` names it at the head of the message."""
 
-    def __init__(self, errors: list[FieldError] | tuple[FieldError, ...]) -> None:
+    def __init__(
+        self, errors: list[FieldError] | tuple[FieldError, ...], *, what: str = "webhook config"
+    ) -> None:
         self.errors: tuple[FieldError, ...] = tuple(errors)
-        super().__init__("invalid webhook config: " + "; ".join(map(str, self.errors)))
+        super().__init__(f"invalid {what}: " + "; ".join(map(str, self.errors)))
 
 
 class InvalidCall(DispatchError, ValueError):

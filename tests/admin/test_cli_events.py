@@ -106,6 +106,7 @@ def test_create_refuses_bad_fields_in_one_line(cli: Cli) -> None:
         "events", "endpoints", "create", "shop", "--url", "ftp://x", "--event-type", "refund.*"
     )
     _one_line_error(result, "invalid")
+    assert result.stderr.startswith("Error: invalid event endpoint: "), result.stderr
     assert "url:" in result.stderr and "event_types[0]:" in result.stderr
     assert "known: order.created" in result.stderr
 

@@ -313,9 +313,23 @@ async def test_no_route_touches_another_tenants_endpoint_or_delivery(
         )
         assert theirs.status_code == unknown.status_code == 404, (path, theirs.text)
         assert theirs.json()["error"]["code"] == "not_found"
-        assert theirs.json()["error"]["message"] == unknown.json()["error"]["message"].replace(
-            "ep_unknown", endpoint_id
-        ).replace("dlv_unknown", delivery_id)
+        assert theirs.json()["error"]["message"] == unknown.json()["error"]["message"]
+    # The same words as the reads (GET of the endpoint and of the delivery).
+    endpoint_read = await admin.client.get(
+        f"/api/v1/admin/event-endpoints/{endpoint_id}", headers=bearer(key_b)
+    )
+    delivery_read = await admin.client.get(
+        f"/api/v1/admin/deliveries/{delivery_id}", headers=bearer(key_b)
+    )
+    messages = [
+        (await admin.client.post(path, headers=bearer(key_b), json=body)).json()["error"]["message"]
+        for path, body in calls
+    ]
+    assert messages == [
+        endpoint_read.json()["error"]["message"],
+        delivery_read.json()["error"]["message"],
+        endpoint_read.json()["error"]["message"],
+    ]
     assert route.call_count == sent
     (delivery,) = await admin.dispatcher.events.deliveries("shop-a")
     assert (delivery.status, len(delivery.attempts)) == ("failed", 1)

@@ -80,6 +80,12 @@ def error_response(error: ApiError) -> JSONResponse:
     )
 
 
+#: The 404s of event endpoints and deliveries: another tenant's are not found either, in the
+#: same words whichever route looked.
+ENDPOINT_NOT_FOUND: Final = "no such event endpoint for this API key's tenant"
+DELIVERY_NOT_FOUND: Final = "no such delivery for this API key's tenant"
+
+
 def unauthorized() -> ApiError:
     """The 401 every authentication failure gets, whatever the reason."""
     return ApiError(401, "unauthorized", UNAUTHORIZED_MESSAGE, headers=UNAUTHORIZED_HEADERS)

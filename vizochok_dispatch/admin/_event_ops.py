@@ -19,7 +19,7 @@ from ..events._catalog import EVENT_TYPES
 from ..events._operations import MAX_RECOVERED
 from ..events._values import EndpointTestReport, EventAttempt, EventDelivery, Trigger
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import ApiError, invalid
+from ._errors import DELIVERY_NOT_FOUND, ENDPOINT_NOT_FOUND, ApiError, invalid
 from ._routes import errors_for
 
 _log = structlog.get_logger("vizochok_dispatch")
@@ -184,8 +184,8 @@ def _report(report: EndpointTestReport) -> EventEndpointTestReport:
     )
 
 
-def _no_endpoint(endpoint_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no event endpoint {endpoint_id[:80]!r}")
+def _no_endpoint() -> ApiError:
+    return ApiError(404, "not_found", ENDPOINT_NOT_FOUND)
 
 
 def _disabled() -> ApiError:
@@ -218,7 +218,7 @@ async def test_event_endpoint(
             [FieldError("event_type", f"is not an event type; known: {', '.join(EVENT_TYPES)}")]
         )
     if await context.dispatcher.events.endpoint(tenant.id, endpoint_id) is None:
-        raise _no_endpoint(endpoint_id)
+        raise _no_endpoint()
     limiter = context.limiter
     wait = limiter.acquire(tenant.id + _TEST_BUCKET)
     if wait is not None:
@@ -233,7 +233,7 @@ async def test_event_endpoint(
         tenant.id, endpoint_id, event_type=body.event_type
     )
     if report is None:  # deleted meanwhile
-        raise _no_endpoint(endpoint_id)
+        raise _no_endpoint()
     return _report(report)
 
 
@@ -252,7 +252,7 @@ async def retry_delivery(
     under way, or its endpoint is disabled."""
     outcome = await context.dispatcher.events.retry_delivery(tenant.id, delivery_id)
     if outcome is None:
-        raise ApiError(404, "not_found", f"no delivery {delivery_id[:80]!r}")
+        raise ApiError(404, "not_found", DELIVERY_NOT_FOUND)
     if outcome == "endpoint_disabled":
         raise _disabled()
     if isinstance(outcome, str):
@@ -282,7 +282,7 @@ async def recover_event_endpoint(
         field = "until" if str(exc).startswith("until") else "since"
         raise invalid([FieldError(field, str(exc).removeprefix(f"{field} "))]) from None
     if outcome is None:
-        raise _no_endpoint(endpoint_id)
+        raise _no_endpoint()
     if isinstance(outcome, str):
         raise _disabled()
     return EventRecoveryReport(

@@ -7,7 +7,7 @@ delivery is answered exactly as one that does not exist (404), so an id tells no
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Path, Query, Response
@@ -21,7 +21,7 @@ from ..events._values import EventDelivery, EventEndpoint
 from ..tenants._config import mask_secret
 from ..tenants._pages import CURSOR_FIELD
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import ApiError, invalid_argument
+from ._errors import DELIVERY_NOT_FOUND, ENDPOINT_NOT_FOUND, ApiError, invalid_argument
 from ._event_schemas import (
     DeliveryAttemptPublic,
     DeliveryDetail,
@@ -43,8 +43,6 @@ _log = structlog.get_logger("vizochok_dispatch")
 
 router = APIRouter(prefix="/api/v1/admin", tags=["events"], route_class=AuthenticatedRoute)
 
-_ENDPOINT_NOT_FOUND: Final = "no such event endpoint for this API key's tenant"
-_DELIVERY_NOT_FOUND: Final = "no such delivery for this API key's tenant"
 EndpointId = Annotated[str, Path(description="ep_ and 26 letters and digits")]
 DeliveryId = Annotated[str, Path(description="dlv_ and 26 letters and digits")]
 
@@ -133,7 +131,7 @@ async def read_event_endpoint(
     """One event endpoint with its status; the secret masked."""
     endpoint = await context.dispatcher.events.endpoint(tenant.id, endpoint_id)
     if endpoint is None:
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     return _endpoint_public(endpoint)
 
 
@@ -147,7 +145,7 @@ async def update_event_endpoint(
         tenant.id, endpoint_id, **given, resolve=context.resolve
     )
     if saved is None:
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     _log.info(
         "admin.event_endpoint_updated",
         tenant_id=tenant.id,
@@ -163,7 +161,7 @@ async def delete_event_endpoint(
 ) -> EventEndpointDeleted:
     """Delete an endpoint with its deliveries and their attempts."""
     if not await context.dispatcher.events.delete_endpoint(tenant.id, endpoint_id):
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     return EventEndpointDeleted(id=endpoint_id, deleted=True)
 
 
@@ -183,7 +181,7 @@ async def roll_event_endpoint_secret(
     own = body.secret if body is not None else None
     rolled = await context.dispatcher.events.roll_secret(tenant.id, endpoint_id, secret=own)
     if rolled is None:
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     return _endpoint_public(rolled, reveal_pending=True)
 
 
@@ -197,7 +195,7 @@ async def promote_event_endpoint_secret(
     except NoPendingSecret:
         raise ApiError(409, "no_pending_secret", _NO_PENDING_TEXT) from None
     if promoted is None:
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     return _endpoint_public(promoted)
 
 
@@ -213,7 +211,7 @@ async def rotate_event_endpoint_secret(
     own = body.secret if body is not None else None
     rotated = await context.dispatcher.events.rotate_secret(tenant.id, endpoint_id, secret=own)
     if rotated is None:
-        raise _not_found(_ENDPOINT_NOT_FOUND)
+        raise _not_found(ENDPOINT_NOT_FOUND)
     return _endpoint_public(rotated, reveal=True)
 
 
@@ -297,7 +295,7 @@ async def read_delivery(
     """One delivery: the event body exactly as sent and every attempt with its answer."""
     delivery = await context.dispatcher.events.delivery(tenant.id, delivery_id)
     if delivery is None or delivery.body is None:
-        raise _not_found(_DELIVERY_NOT_FOUND)
+        raise _not_found(DELIVERY_NOT_FOUND)
     return DeliveryDetail(
         **_summary_fields(delivery),
         body=delivery.body.decode("utf-8"),

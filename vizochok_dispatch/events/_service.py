@@ -369,7 +369,7 @@ class EventService:
         )
         errors += await self._dns_problems(url, errors, resolve)
         if errors:
-            raise InvalidConfig(errors)
+            raise InvalidConfig(errors, what="event endpoint")
         now = self._now()
         endpoint = EventEndpoint(
             id=new_id(ENDPOINT_PREFIX, now.timestamp()),
@@ -526,7 +526,7 @@ class EventService:
         if isinstance(url, str):
             errors += await self._dns_problems(url, errors, resolve)
         if errors:
-            raise InvalidConfig(errors)
+            raise InvalidConfig(errors, what="event endpoint")
         changes = dict(given)
         if "timeout_seconds" in changes:
             changes["timeout_seconds"] = float(cast(float, changes["timeout_seconds"]))
@@ -588,7 +588,7 @@ class EventService:
                 problem := _secret_problem(endpoint.signature_scheme, secret)
                 or same_secret_problem(current, secret)
             ):
-                raise InvalidConfig([FieldError("secret", problem)])
+                raise InvalidConfig([FieldError("secret", problem)], what="event endpoint")
             pending = generate_event_secret() if secret is None else secret
             return roll(endpoint, pending, now=now, overlap_seconds=self._overlap)
 
@@ -628,7 +628,7 @@ class EventService:
             if secret is not None and (
                 problem := _secret_problem(endpoint.signature_scheme, secret)
             ):
-                raise InvalidConfig([FieldError("secret", problem)])
+                raise InvalidConfig([FieldError("secret", problem)], what="event endpoint")
             return replace(
                 endpoint,
                 secret=generate_event_secret() if secret is None else secret,
@@ -1093,7 +1093,8 @@ def needs_postgres() -> InvalidConfig:
                 "procrastinate needs PostgreSQL (a postgresql+asyncpg:// database URL); on "
                 "SQLite the embedded worker delivers events: set it to embedded",
             )
-        ]
+        ],
+        what="settings",
     )
 
 
