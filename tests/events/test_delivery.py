@@ -19,6 +19,7 @@ import httpx
 import pytest
 import respx
 from standardwebhooks import Webhook
+from structlog.testing import capture_logs
 
 from tests.support.dns import ScriptedResolver
 from tests.support.fakes import FakeTime
@@ -146,6 +147,29 @@ async def test_the_standard_webhooks_scheme_verifies_with_its_package(
 
 
 # -- retries ------------------------------------------------------------------------------------
+
+
+async def test_the_attempt_log_says_when_the_next_attempt_is_in_iso_8601(
+    make: MakeDispatcher, receiver: tuple[LoopbackServer, Script], fake: FakeTime
+) -> None:
+    """Logs: event.attempt's next_attempt_at is ISO 8601 text (a renderer prints it as is), not
+    a datetime (printed as its Python repr)."""
+    server, script = receiver
+    script.replies = [(500, b"down", {}), (200, b"ok", {})]
+    d = await make(
+        event_worker="off", clock=fake.clock, sleep=fake.sleep, event_retry_schedule="30s"
+    )
+    await d.events.create_endpoint(TENANT, url=server.url("/hook"), event_types=["order.*"])
+    ev = await d.events.publish(TENANT, "order.created", data=example())
+    with capture_logs() as logs:
+        await d.events.drain(timeout=3600)
+    attempts = [entry for entry in logs if entry["event"] == "event.attempt"]
+    assert [entry["outcome"] for entry in attempts] == ["pending", "delivered"]
+    first = await _only(d, ev.id)
+    due = attempts[0]["next_attempt_at"]
+    assert isinstance(due, str), due
+    assert datetime.fromisoformat(due) == first.attempts[0].attempted_at + timedelta(seconds=30)
+    assert attempts[1]["next_attempt_at"] is None
 
 
 async def test_failures_are_retried_on_the_schedule_with_the_same_delivery_id(

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from pydantic import TypeAdapter
 
 from .._exceptions import FieldError, InvalidConfig, NoPendingSecret, StoreError
+from ..observe._logs import log_time
 from ..tenants._config import UNSET, WebhookConfig, mask_secret, merge_config, secret_problem
 from ..tenants._rotation import in_effect
 from ..webhooks._conformance import CheckOptions, check_tenant
@@ -235,7 +236,7 @@ async def roll_secret(
         tenant_id=tenant.id,
         version=rolled.version,
         own=own is not None,
-        promotes_at=rolled.pending_promotes_at,
+        promotes_at=log_time(rolled.pending_promotes_at),
     )
     return _public(rolled, context, reveal=False, reveal_pending=True)
 

@@ -43,6 +43,7 @@ from ..http._attempt import (
 )
 from ..http._wire import Sender, WireResponse
 from ..observe import CLIENT, Metrics, Tracing, end_request, inject_traceparent
+from ..observe._logs import log_time
 from ..tenants._config import ConfigRules, url_problem
 from ..tenants._rotation import promotion_due
 from ._schedule import RandomSource, RetrySchedule
@@ -187,7 +188,7 @@ class EventDeliverer:
             cause=disabled.cause,
             reason=disabled.reason,
             failed_deliveries=disabled.failed_deliveries,
-            failing_since=disabled.failing_since,
+            failing_since=log_time(disabled.failing_since),
         )
         if self._on_disabled is None:
             return
@@ -328,7 +329,7 @@ class EventDeliverer:
                 detail=attempt.detail,
                 reason=attempt.reason,
                 outcome=settlement.status,
-                next_attempt_at=settlement.next_attempt_at,
+                next_attempt_at=log_time(settlement.next_attempt_at),
             )
         if settlement.status == FAILED:
             log.warning("event.delivery_failed", detail=settlement.detail)

@@ -28,6 +28,7 @@ from ..http._attempt import Clock, Sleep
 from ..http._destinations import HostResolver
 from ..http._wire import Sender
 from ..observe import Backlog, Metrics, Tracing
+from ..observe._logs import log_time
 from ..tenants._config import (
     UNSET,
     ConfigRules,
@@ -666,7 +667,7 @@ class EventService:
                 logged_as,
                 tenant_id=tenant_id,
                 endpoint_id=endpoint_id,
-                promotes_at=changed.pending_promotes_at,
+                promotes_at=log_time(changed.pending_promotes_at),
                 **details,
             )
         return changed
