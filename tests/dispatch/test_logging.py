@@ -32,7 +32,7 @@ async def test_one_attempt_event_per_attempt_with_its_fields(dispatcher, router)
         assert event.keys() >= ATTEMPT_KEYS
         assert event["tenant_id"] == "t1" and event["webhook"] == "products"
     assert [(e["attempt"], e["status"], e["outcome"]) for e in attempts] == [
-        (1, 503, "failure"),
+        (1, 503, "failed"),
         (2, 200, "ok"),
     ]
     assert attempts[0]["delivery_id"] == attempts[1]["delivery_id"]

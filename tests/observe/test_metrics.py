@@ -55,19 +55,17 @@ async def test_a_scrape_shows_calls_by_webhook_outcome_and_detail(tmp_path: Path
     calls = "vizochok_webhook_calls_total"
     assert value(found, calls, webhook="products", outcome="ok", detail="none") == 2
     for detail in ("http_status", "invalid_response", "connect_error", "not_configured"):
-        assert value(found, calls, webhook="products", outcome="failure", detail=detail) == 1
+        assert value(found, calls, webhook="products", outcome="failed", detail=detail) == 1
     attempts = "vizochok_webhook_attempts_total"
     # the 500 was retried once: two attempts; not_configured made none
-    assert value(found, attempts, webhook="products", outcome="failure", detail="http_status") == 2
+    assert value(found, attempts, webhook="products", outcome="failed", detail="http_status") == 2
     # an attempt is judged as HTTP: the garbage 200 is an ok attempt of a failed call
     assert value(found, attempts, webhook="products", outcome="ok", detail="none") == 3
-    assert (
-        value(found, attempts, webhook="products", outcome="failure", detail="connect_error") == 1
-    )
+    assert value(found, attempts, webhook="products", outcome="failed", detail="connect_error") == 1
     assert value(found, "vizochok_webhook_retries_total", webhook="products") == 1
     histogram = "vizochok_webhook_call_duration_seconds"
     assert value(found, f"{histogram}_count", webhook="products", outcome="ok") == 2
-    assert value(found, f"{histogram}_count", webhook="products", outcome="failure") == 4
+    assert value(found, f"{histogram}_count", webhook="products", outcome="failed") == 4
     assert value(found, f"{histogram}_bucket", webhook="products", outcome="ok", le="30.0") == 2
     assert value(found, f"{histogram}_bucket", webhook="products", outcome="ok", le="0.005") >= 0
     attempt_seconds = "vizochok_webhook_attempt_duration_seconds_count"
@@ -109,7 +107,7 @@ async def test_circuit_state_transitions_and_bulkhead_rejections_are_counted(tmp
     transitions = "vizochok_webhook_circuit_transitions_total"
     assert value(found, transitions, webhook="products", from_state="closed", to_state="open") == 1
     calls = "vizochok_webhook_calls_total"
-    assert value(found, calls, webhook="products", outcome="failure", detail="circuit_open") == 1
+    assert value(found, calls, webhook="products", outcome="failed", detail="circuit_open") == 1
 
 
 async def test_bulkhead_rejections_are_counted(tmp_path: Path):

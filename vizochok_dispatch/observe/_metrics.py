@@ -423,7 +423,7 @@ class _ScrapeTime(Collector):
         who = ["tenant", "webhook"] if tenant else ["webhook"]
         calls = CounterMetricFamily(
             "vizochok_webhook_calls",
-            "Synchronous webhook calls, by webhook, outcome (ok, failure) and failure detail.",
+            "Synchronous webhook calls, by webhook, outcome (ok, failed) and failure detail.",
             labels=[*who, "outcome", "detail"],
         )
         attempts = CounterMetricFamily(
@@ -455,11 +455,11 @@ class _ScrapeTime(Collector):
             labels = list(series.labels)
             for family, counts in ((calls, series.calls), (attempts, series.attempts)):
                 for detail, count in list(counts.items()):
-                    outcome = "ok" if detail is None else "failure"
+                    outcome = "ok" if detail is None else "failed"
                     family.add_metric([*labels, outcome, detail_label(detail)], count)
             for outcome, histogram in (
                 ("ok", series.call_ok_seconds),
-                ("failure", series.call_failure_seconds),
+                ("failed", series.call_failure_seconds),
             ):
                 call_seconds.add_metric(
                     [*labels, outcome], histogram.buckets(), sum_value=histogram.total

@@ -158,7 +158,7 @@ class Deliverer:
                 attempt=number,
                 status=attempt.status,
                 elapsed_ms=attempt.elapsed_ms,
-                outcome="ok" if attempt.detail is None else "failure",
+                outcome="ok" if attempt.detail is None else "failed",
                 detail=attempt.detail,
             )
             remaining = None if deadline_at is None else deadline_at - self._clock.monotonic()
