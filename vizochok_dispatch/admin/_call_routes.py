@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import structlog
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from .._exceptions import InvalidCall
-from ..tenants._pages import CURSOR_FIELD
 from ..webhooks._calllog import DEFAULT_PAGE, MAX_PAGE
 from ._call_schemas import CallOutcomeName, CallPagePublic, CallPublic
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import invalid_argument
+from ._errors import page_refusal
 from ._routes import _errors
 from ._schemas import WebhookName
-
-_log = structlog.get_logger("vizochok_dispatch")
 
 router = APIRouter(prefix="/api/v1/admin", tags=["webhooks"], route_class=AuthenticatedRoute)
 
@@ -62,10 +58,7 @@ async def list_calls(  # noqa: PLR0917 - one parameter per filter
             cursor=cursor,
         )
     except InvalidCall as exc:
-        error = invalid_argument(exc)
-        if error.fields and error.fields[0].field == CURSOR_FIELD:
-            _log.info("admin.bad_cursor", tenant_id=tenant.id)
-        raise error from None
+        raise page_refusal(exc, tenant.id) from None
     return CallPagePublic(
         calls=[CallPublic.model_validate(call.as_dict()) for call in page.items],
         next_cursor=page.next_cursor,

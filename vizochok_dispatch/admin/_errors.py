@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 
 from .._exceptions import FieldError, InvalidCall, InvalidConfig, StoreError
+from ..tenants._pages import CURSOR_FIELD
 
 _log = structlog.get_logger("vizochok_dispatch")
 
@@ -119,6 +120,15 @@ def invalid_argument(exc: InvalidCall) -> ApiError:
     422 naming that field."""
     name, _, problem = str(exc).partition(" ")
     return invalid([FieldError(name, problem or "is invalid")])
+
+
+def page_refusal(exc: InvalidCall, tenant_id: str) -> ApiError:
+    """A log reader's :class:`InvalidCall` as its 422 (:func:`invalid_argument`); a refused
+    cursor is also logged, since only a forged or damaged one is refused."""
+    error = invalid_argument(exc)
+    if error.fields and error.fields[0].field == CURSOR_FIELD:
+        _log.info("admin.bad_cursor", tenant_id=tenant_id)
+    return error
 
 
 def not_configured(message: str) -> ApiError:

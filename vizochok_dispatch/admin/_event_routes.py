@@ -19,9 +19,8 @@ from ..events._catalog import EVENT_TYPES
 from ..events._service import DEFAULT_PAGE, MAX_PAGE
 from ..events._values import EventDelivery, EventEndpoint
 from ..tenants._config import mask_secret
-from ..tenants._pages import CURSOR_FIELD
 from ._deps import AuthenticatedRoute, ContextDep, TenantDep
-from ._errors import DELIVERY_NOT_FOUND, ENDPOINT_NOT_FOUND, ApiError, invalid_argument
+from ._errors import DELIVERY_NOT_FOUND, ENDPOINT_NOT_FOUND, ApiError, page_refusal
 from ._event_schemas import (
     DeliveryAttemptPublic,
     DeliveryDetail,
@@ -278,10 +277,7 @@ async def list_deliveries(  # noqa: PLR0917 - one parameter per filter
             cursor=cursor,
         )
     except InvalidCall as exc:
-        error = invalid_argument(exc)
-        if error.fields and error.fields[0].field == CURSOR_FIELD:
-            _log.info("admin.bad_cursor", tenant_id=tenant.id)
-        raise error from None
+        raise page_refusal(exc, tenant.id) from None
     return DeliveryPagePublic(
         deliveries=[DeliverySummary(**_summary_fields(delivery)) for delivery in page.items],
         next_cursor=page.next_cursor,
